@@ -1,0 +1,51 @@
+# shiftwatch: every target sets itself up (a fresh machine needs nothing else).
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+SW := $(VENV)/bin/shiftwatch
+STAMP := $(VENV)/.installed
+# No outbound calls at run time: BentoML usage tracking and Evidently telemetry off.
+export BENTOML_DO_NOT_TRACK := true
+export DO_NOT_TRACK := 1
+export EVIDENTLY_DISABLE_TELEMETRY := 1
+
+.PHONY: setup test lint format reproduce reproduce-quick demo clean
+
+setup: $(STAMP)
+
+# torch first, from the CPU wheel on disk (any other spec pulls a multi-GB CUDA build),
+# then the project with its dev extras. Reruns only when pyproject.toml changes.
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+# pytest exits 5 when it collects no test: that is a failure here, never a pass.
+test: setup
+	$(PY) -m pytest -q; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+# The study at full size (3 variants x 5 seeds): regenerates docs/results.md and its figures.
+reproduce: setup
+	$(SW) reproduce --profile paper --out docs
+
+reproduce-quick: setup
+	$(SW) reproduce --profile quick
+
+# The main job on the embedded defaults. Until serving and replay land (issues 4-7)
+# it is the quick reproduction: dataset, three variants, evaluation, figures.
+demo: setup
+	$(SW) reproduce --profile quick --out artifacts/demo
+
+clean:
+	rm -rf artifacts build

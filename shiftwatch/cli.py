@@ -1,0 +1,172 @@
+"""The `shiftwatch` command: one subcommand per stage, each a thin layer over a library call.
+
+Stages are imported inside their command, so `shiftwatch --help` and the
+torch-free commands never load torch (the core imports no stage at module level).
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+app = typer.Typer(
+    help="Serve transformer sequence classifiers and catch data shift live.", no_args_is_help=True
+)
+console = Console(stderr=True)
+
+DataOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="Dataset: a generated folder or a JSONL/CSV/Parquet file (default: embedded)."
+    ),
+]
+ProfileOption = Annotated[str, typer.Option(help="Training profile: quick or paper.")]
+RunsOption = Annotated[Path, typer.Option(help="Where run folders go: RUNS/<variant>/<seed>/.")]
+
+
+@app.callback()
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at INFO level.")] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+
+
+@contextmanager
+def user_errors():
+    """Turn the library's validation errors into one clear line and exit code 2."""
+    from shiftwatch.data import DataError
+    from shiftwatch.vocab import VocabError
+
+    try:
+        yield
+    except (DataError, VocabError, ValueError, FileNotFoundError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
+def _epoch_progress(progress: Progress, description: str, total: int):
+    task = progress.add_task(description, total=total, status="")
+
+    def on_epoch(record: dict) -> None:
+        status = f"train {record['train_acc']:.3f} · val {record['val_acc']:.3f}"
+        progress.update(task, advance=1, status=status)
+
+    return on_epoch
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("epochs · {task.fields[status]}"),
+        TimeElapsedColumn(),
+        console=console,
+    )
+
+
+@app.command()
+def data(
+    out: Annotated[
+        Path, typer.Option(help="Folder to write dataset.parquet and manifest.json.")
+    ] = Path("artifacts/data/default"),
+    seed: Annotated[int, typer.Option(help="Generator seed.")] = 0,
+) -> None:
+    """Generate the embedded multi-domain dataset (with its shift sets) into a folder."""
+    from shiftwatch.data import DataConfig, write_default_dataset
+
+    with user_errors():
+        meta = write_default_dataset(out, DataConfig(seed=seed))
+    table = Table("split", "sequences", title=f"{out} (sha256 {meta['content_sha256'][:12]}…)")
+    for split, size in meta["sizes"].items():
+        table.add_row(split, str(size))
+    Console().print(table)
+
+
+@app.command()
+def train(
+    variant: Annotated[str, typer.Option(help="baseline, research or no_pe.")],
+    seed: Annotated[int, typer.Option(help="Training seed.")] = 0,
+    profile: ProfileOption = "quick",
+    data: DataOption = None,
+    runs_dir: RunsOption = Path("artifacts/runs"),
+) -> None:
+    """Train one variant and evaluate it in-domain and on every shift set."""
+    from dataclasses import replace
+
+    from shiftwatch.data import load_dataset
+    from training.config import profile as get_profile
+    from training.train import train_run
+
+    with user_errors():
+        chosen = get_profile(profile)
+        dataset = load_dataset(data)
+        config = replace(chosen.train, seed=seed)
+        with _progress() as progress:
+            on_epoch = _epoch_progress(progress, f"{variant} seed {seed}", config.max_epochs)
+            result = train_run(
+                variant, dataset, config, runs_dir / variant / str(seed), on_epoch=on_epoch
+            )
+    table = Table(
+        "set", "accuracy", "macro-F1", "ECE", title=f"{variant} seed {seed}: {result.run_dir}"
+    )
+    for name, report in result.metrics.items():
+        table.add_row(
+            name, f"{report['accuracy']:.3f}", f"{report['macro_f1']:.3f}", f"{report['ece']:.3f}"
+        )
+    Console().print(table)
+
+
+@app.command()
+def reproduce(
+    profile: ProfileOption = "quick",
+    data: DataOption = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Where results.md/json and figures go. Default: docs/ for paper."),
+    ] = None,
+    runs_dir: RunsOption = Path("artifacts/runs"),
+) -> None:
+    """Train every variant x seed of a profile; write the study's figures and results table."""
+    from shiftwatch.data import load_dataset
+    from training.config import profile as get_profile
+    from training.reproduce import reproduce as run_reproduction
+
+    with user_errors():
+        chosen = get_profile(profile)
+        out = out or (Path("docs") if profile == "paper" else Path("artifacts/reproduce") / profile)
+        dataset = load_dataset(data)
+        with _progress() as progress:
+            results = run_reproduction(
+                chosen,
+                dataset,
+                runs_dir,
+                out,
+                on_run=lambda v, s: _epoch_progress(
+                    progress, f"{v} seed {s}", chosen.train.max_epochs
+                ),
+            )
+    table = Table(
+        "claim",
+        "verdict",
+        title=f"{out / 'results.md'} ({results['timing']['total_seconds']:.0f} s)",
+    )
+    for key, claim in results["claims"].items():
+        table.add_row(f"{key}. {claim['claim']}", claim["verdict"])
+    Console().print(table)

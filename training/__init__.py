@@ -1,0 +1,1 @@
+"""Training stage: models, training loop, evaluation and the study's reproduction (torch)."""

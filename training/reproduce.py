@@ -1,0 +1,107 @@
+"""`shiftwatch reproduce`: every variant x seed of a profile, then figures and results."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from shiftwatch.data import Dataset
+from training import figures
+from training.config import Profile
+from training.model import VARIANTS
+from training.report import results_markdown
+from training.study import RunRecord, accuracy_table, evaluate_claims
+from training.train import train_run
+
+log = logging.getLogger(__name__)
+
+FIGURES = {
+    "fig1": "fig1_baseline_curves.png",
+    "fig2": "fig2_confusion_baseline_vs_research.png",
+    "fig3": "fig3_research_curves.png",
+    "fig4": "fig4_no_pe_curves.png",
+    "per_domain": "figA1_per_domain_accuracy.png",
+    "per_seed": "figA2_per_seed_accuracy.png",
+}
+CURVES = (
+    ("baseline", "fig1", "Fig 1: baseline"),
+    ("research", "fig3", "Fig 3: research"),
+    ("no_pe", "fig4", "Fig 4: no_pe ablation"),
+)
+
+
+def reproduce(
+    profile: Profile,
+    dataset: Dataset,
+    runs_dir: Path,
+    out_dir: Path,
+    variants: tuple[str, ...] = tuple(VARIANTS),
+    model_fields: dict | None = None,
+    on_run: Callable[[str, int], Callable[[dict], None] | None] | None = None,
+) -> dict:
+    """Train every variant x seed, then write results.json, results.md and the figures.
+
+    Args:
+        on_run: called before each run with (variant, seed); may return an
+            `on_epoch` callback for progress.
+
+    Returns:
+        The content of results.json.
+    """
+    started = time.perf_counter()
+    runs: list[RunRecord] = []
+    for variant in variants:
+        for seed in profile.seeds:
+            config = replace(profile.train, seed=seed)
+            on_epoch = on_run(variant, seed) if on_run else None
+            result = train_run(
+                variant, dataset, config, runs_dir / variant / str(seed), model_fields, on_epoch
+            )
+            runs.append(RunRecord.load(result.run_dir, result.seconds))
+    training_seconds = time.perf_counter() - started
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shift_sets = [s for s in dataset.eval_sets if s != "test"]
+    labels = list(dataset.labels)
+    for variant, key, title in CURVES:
+        if variant in variants:
+            figures.learning_curves(runs, variant, shift_sets, out_dir / FIGURES[key], title)
+    figures.confusion_matrices(runs, dataset.eval_sets, labels, out_dir / FIGURES["fig2"])
+    figures.per_domain_accuracy(runs, dataset.eval_sets, out_dir / FIGURES["per_domain"])
+    figures.per_seed_accuracy(runs, dataset.eval_sets, out_dir / FIGURES["per_seed"])
+
+    table = accuracy_table(runs)
+    results = {
+        "profile": profile.name,
+        "seeds": list(profile.seeds),
+        "variants": list(variants),
+        "train_config": profile.train.to_dict(),
+        "dataset": {"source": dataset.source, "content_sha256": dataset.content_sha256},
+        "labels": labels,
+        "eval_sets": dataset.eval_sets,
+        "accuracy": {
+            f"{variant}/{name}": {k: float(v) for k, v in row.items()}
+            for (variant, name), row in table.iterrows()
+        },
+        "claims": evaluate_claims(runs, shift_sets, labels),
+        "timing": {
+            "training_seconds": training_seconds,
+            "total_seconds": time.perf_counter() - started,
+            "per_run_seconds": {f"{r.variant}/{r.seed}": r.seconds for r in runs},
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+            f"Python {platform.python_version()}, torch threads {profile.train.threads}",
+        },
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "figures": FIGURES,
+    }
+    (out_dir / "results.json").write_text(json.dumps(results, indent=2))
+    (out_dir / "results.md").write_text(results_markdown(results, runs, table))
+    log.info("reproduction written to %s in %.0f s", out_dir, results["timing"]["total_seconds"])
+    return results
