@@ -9,7 +9,7 @@ export BENTOML_DO_NOT_TRACK := true
 export DO_NOT_TRACK := 1
 export EVIDENTLY_DISABLE_TELEMETRY := 1
 
-.PHONY: setup test lint format reproduce reproduce-quick demo clean
+.PHONY: setup test lint format reproduce reproduce-quick export demo clean
 
 setup: $(STAMP)
 
@@ -42,10 +42,16 @@ reproduce: setup
 reproduce-quick: setup
 	$(SW) reproduce --profile quick
 
+# ONNX bundles (with int8) of every variant's seed-0 run, registered in the BentoML store.
+export: setup
+	$(SW) export --all --quantize
+
 # The main job on the embedded defaults. Until serving and replay land (issues 4-7)
-# it is the quick reproduction: dataset, three variants, evaluation, figures.
+# it is the quick reproduction (dataset, three variants, evaluation, figures) and
+# the export of all three variants to parity-checked ONNX bundles.
 demo: setup
 	$(SW) reproduce --profile quick --out artifacts/demo
+	$(SW) export --all --quantize
 
 clean:
 	rm -rf artifacts build

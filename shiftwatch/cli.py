@@ -170,3 +170,55 @@ def reproduce(
     for key, claim in results["claims"].items():
         table.add_row(f"{key}. {claim['claim']}", claim["verdict"])
     Console().print(table)
+
+
+@app.command()
+def export(
+    variant: Annotated[str | None, typer.Option(help="Variant to export (or --all).")] = None,
+    all_variants: Annotated[bool, typer.Option("--all", help="Export every variant.")] = False,
+    run: Annotated[
+        Path | None, typer.Option(help="Run folder (default: RUNS/<variant>/0).")
+    ] = None,
+    quantize: Annotated[bool, typer.Option(help="Also write model.int8.onnx.")] = False,
+    runs_dir: RunsOption = Path("artifacts/runs"),
+    models_dir: Annotated[Path, typer.Option(help="Bundles go to MODELS/<variant>/.")] = Path(
+        "artifacts/models"
+    ),
+    register: Annotated[bool, typer.Option(help="Register in the BentoML model store.")] = True,
+) -> None:
+    """Export trained runs to ONNX model bundles (parity-checked) and register them."""
+    from exports.bundle_export import export_bundle
+    from exports.config import ExportConfig
+    from exports.store import register_bundle
+    from shiftwatch.bundle import BundleError
+    from training.model import VARIANTS
+
+    if all_variants == (variant is not None) or (all_variants and run is not None):
+        console.print(
+            "[red]error:[/red] give exactly one of --variant or --all (--run only with --variant)"
+        )
+        raise typer.Exit(2)
+    variants = list(VARIANTS) if all_variants else [variant]
+    config = ExportConfig(quantize=quantize)
+    table = Table(
+        "variant", "bundle", "parity max |Δlogit|", "BentoML tag", title="exported bundles"
+    )
+    with user_errors():
+        for name in variants:
+            run_dir = run or runs_dir / name / "0"
+            with console.status(f"{name}: starting") as status:
+                try:
+                    bundle = export_bundle(
+                        run_dir,
+                        models_dir,
+                        config,
+                        on_step=lambda s, n=name: status.update(f"{n}: {s}"),
+                    )
+                except BundleError as exc:
+                    raise ValueError(str(exc)) from exc
+                tag = register_bundle(bundle) if register else "(not registered)"
+            table.add_row(
+                name, str(bundle.path), f"{bundle.meta.parity['max_abs_logit_diff']:.2e}", tag
+            )
+            print(tag)
+    Console().print(table)

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-import pandas as pd
-import pytest
+import os
+import tempfile
 
-from shiftwatch.data.synthetic import DataConfig, generate_dataset
+# Before anything imports bentoml: a throw-away model store, and no telemetry.
+os.environ["BENTOML_HOME"] = tempfile.mkdtemp(prefix="shiftwatch-bentoml-")
+os.environ["BENTOML_DO_NOT_TRACK"] = "true"
+os.environ["DO_NOT_TRACK"] = "1"
+
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from shiftwatch.data.synthetic import DataConfig, generate_dataset  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from shiftwatch.vocab import PAD_ID, Vocabulary
+from shiftwatch.encoding import pad_batch
+from shiftwatch.vocab import Vocabulary
 
 
 @dataclass(frozen=True)
@@ -34,13 +35,8 @@ def encode_split(frame: pd.DataFrame, vocab: Vocabulary, labels: Sequence[str]) 
 
 
 def pad(sequences: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad to the longest sequence: (input_ids, attention_mask), both (B, T) int64."""
-    width = max(len(s) for s in sequences)
-    input_ids = np.full((len(sequences), width), PAD_ID, dtype=np.int64)
-    attention_mask = np.zeros((len(sequences), width), dtype=np.int64)
-    for row, seq in enumerate(sequences):
-        input_ids[row, : len(seq)] = seq
-        attention_mask[row, : len(seq)] = 1
+    """`shiftwatch.encoding.pad_batch` as torch tensors: (input_ids, attention_mask)."""
+    input_ids, attention_mask = pad_batch(sequences)
     return torch.from_numpy(input_ids), torch.from_numpy(attention_mask)
 
 

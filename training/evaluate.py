@@ -8,14 +8,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from shiftwatch.encoding import softmax
 from shiftwatch.metrics import classification_report
 from training.batches import EncodedSplit, predict
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=1, keepdims=True)
 
 
 def evaluate_split(

@@ -44,7 +44,7 @@ class ModelConfig:
     n_layers: int = 2  # encoder blocks
     d_ff: int = 128  # hidden width of each block's MLP
     dropout: float = 0.1
-    max_positions: int = 256  # hard positional limit: longest sequence the model accepts
+    max_positions: int = 512  # hard positional limit: longest sequence the model accepts
     positional: Literal["learned", "none"] = "learned"  # absolute position embeddings or none
     attention: Literal["standard", "directional_alibi"] = "standard"
 

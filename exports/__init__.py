@@ -1,0 +1,1 @@
+"""Export stage: trained checkpoints -> ONNX model bundles (may import training/)."""

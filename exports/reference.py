@@ -1,0 +1,57 @@
+"""reference.parquet: the in-domain validation set as the monitor's reference window."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from shiftwatch.bundle import EmbeddingReduction, reference_columns
+from shiftwatch.encoding import entropy, softmax
+from shiftwatch.features import drift_features
+from shiftwatch.inference import OnnxClassifier
+from shiftwatch.vocab import Vocabulary
+
+
+def fit_embedding_reduction(pooled: np.ndarray, dims: int) -> EmbeddingReduction:
+    """PCA of pooled vectors via SVD; the fixed projection the service applies to each request."""
+    mean = pooled.mean(axis=0)
+    _, singular, components = np.linalg.svd(pooled - mean, full_matrices=False)
+    variance = singular**2
+    dims = min(dims, components.shape[0])
+    return EmbeddingReduction(
+        mean=mean.astype(float).tolist(),
+        components=components[:dims].astype(float).tolist(),
+        explained_variance_ratio=(variance[:dims] / variance.sum()).astype(float).tolist(),
+    )
+
+
+def build_reference(
+    classifier: OnnxClassifier,
+    frame: pd.DataFrame,
+    vocab: Vocabulary,
+    labels: list[str],
+    max_trained_length: int,
+    embedding_dims: int,
+) -> tuple[pd.DataFrame, EmbeddingReduction]:
+    """One row per example of `frame` (the held-out validation split), from the ONNX model.
+
+    Returns:
+        The reference frame (columns per `shiftwatch.bundle.reference_columns`) and
+        the embedding reduction fitted on these examples' pooled vectors.
+    """
+    ids = [vocab.encode(tokens) for tokens in frame["tokens"]]
+    logits, pooled = classifier.predict(ids)
+    reduction = fit_embedding_reduction(pooled, embedding_dims)
+    probs = softmax(logits)
+    features = pd.DataFrame([drift_features(s, len(vocab), max_trained_length) for s in ids])
+    reference = features.assign(
+        predicted_label=np.asarray(labels)[probs.argmax(axis=1)],
+        confidence=probs.max(axis=1),
+        entropy=entropy(probs),
+        label=frame["label"].to_numpy(),
+        domain=frame["domain"].to_numpy(),
+    )
+    embedding = reduction.apply(pooled)
+    for i in range(embedding.shape[1]):
+        reference[f"embedding_{i}"] = embedding[:, i]
+    return reference[reference_columns(embedding.shape[1])], reduction

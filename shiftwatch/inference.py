@@ -1,0 +1,85 @@
+"""onnxruntime sessions for exported classifiers (torch-free): export parity, benchmarks, serving.
+
+Graph optimisation: ORT_ENABLE_EXTENDED. It adds onnxruntime's transformer fusions
+(LayerNorm, GELU, MatMul+Add, attention patterns) on top of the basic constant
+folding; ORT_ENABLE_ALL only adds layout transforms for convolutional (NCHWc)
+kernels, which this model has none of, so it would cost start-up time for nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from shiftwatch.encoding import pad_batch
+
+INPUT_NAMES = ("input_ids", "attention_mask")
+OUTPUT_NAMES = ("logits", "pooled")
+GRAPH_OPTIMIZATION = "ORT_ENABLE_EXTENDED"
+
+
+class SequenceTooLongError(ValueError):
+    """A sequence longer than the model's hard positional limit."""
+
+
+def execution_providers(prefer_gpu: bool = True) -> list[str]:
+    """CUDA when onnxruntime-gpu and a GPU are present, else CPU."""
+    available = ort.get_available_providers()
+    if prefer_gpu and "CUDAExecutionProvider" in available:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+def open_session(
+    model_path: Path, intra_op_threads: int = 1, inter_op_threads: int = 1, prefer_gpu: bool = True
+) -> ort.InferenceSession:
+    """An InferenceSession with explicit thread counts and the project's optimisation level.
+
+    Thread counts are explicit so a container with a CPU quota is not oversubscribed.
+    """
+    options = ort.SessionOptions()
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, GRAPH_OPTIMIZATION)
+    options.intra_op_num_threads = intra_op_threads
+    options.inter_op_num_threads = inter_op_threads
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    return ort.InferenceSession(str(model_path), options, providers=execution_providers(prefer_gpu))
+
+
+class OnnxClassifier:
+    """An exported classifier: padded batches in, logits and pooled vectors out."""
+
+    def __init__(self, session: ort.InferenceSession, max_positions: int) -> None:
+        self.session = session
+        self.max_positions = max_positions
+
+    def run(
+        self, input_ids: np.ndarray, attention_mask: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One `session.run` on a padded (B, T) batch; T above the limit is refused."""
+        if input_ids.shape[1] > self.max_positions:
+            raise SequenceTooLongError(
+                f"sequence length {input_ids.shape[1]} exceeds the model's positional limit "
+                f"{self.max_positions}"
+            )
+        logits, pooled = self.session.run(
+            list(OUTPUT_NAMES), {"input_ids": input_ids, "attention_mask": attention_mask}
+        )
+        return logits, pooled
+
+    def predict(
+        self, sequences: list[list[int]], batch_size: int = 64
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Logits and pooled vectors for id sequences, batched by length, in input order."""
+        order = np.argsort([len(s) for s in sequences], kind="stable")
+        logits = np.empty((len(sequences), 0), dtype=np.float32)
+        pooled = logits
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            batch_logits, batch_pooled = self.run(*pad_batch([sequences[r] for r in rows]))
+            if logits.shape[1] == 0:
+                logits = np.empty((len(sequences), batch_logits.shape[1]), dtype=np.float32)
+                pooled = np.empty((len(sequences), batch_pooled.shape[1]), dtype=np.float32)
+            logits[rows], pooled[rows] = batch_logits, batch_pooled
+        return logits, pooled

@@ -1,0 +1,195 @@
+"""Export: parity, the exact bundle layout, the reference window, int8, the model store."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import bentoml
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from exports.bundle_export import export_bundle
+from exports.config import ExportConfig
+from exports.onnx_export import ParityError, check_parity
+from exports.store import register_bundle
+from shiftwatch.bundle import (
+    QUANTIZED_FILE,
+    REQUIRED_FILES,
+    ModelBundle,
+    read_bundle,
+    reference_columns,
+)
+from shiftwatch.data import Dataset
+from shiftwatch.encoding import pad_batch
+from shiftwatch.features import FEATURE_NAMES
+from shiftwatch.inference import OnnxClassifier, SequenceTooLongError, open_session
+from training.checkpoint import load_run
+from training.model import SequenceClassifier, variant_config
+
+pytestmark = pytest.mark.slow
+
+
+def test_bundle_has_exactly_the_contract_files(tiny_bundle: ModelBundle) -> None:
+    assert {p.name for p in tiny_bundle.path.iterdir()} == {*REQUIRED_FILES, QUANTIZED_FILE}
+
+
+def test_bundle_without_quantization_has_no_int8_file(
+    tiny_run: Path, tiny_dataset: Dataset, tmp_path: Path
+) -> None:
+    config = ExportConfig(parity_sequences=50, parity_max_batch=8, threads=1)
+    bundle = export_bundle(tiny_run, tmp_path, config, dataset=tiny_dataset)
+    assert {p.name for p in bundle.path.iterdir()} == set(REQUIRED_FILES)
+    assert bundle.meta.quantization is None
+    assert not list(tmp_path.glob(".research-*")), "staging folder left behind"
+
+
+def test_parity_is_recorded_and_within_tolerance(tiny_bundle: ModelBundle) -> None:
+    parity = tiny_bundle.meta.parity
+    assert parity["passed"] and parity["sequences"] >= 300
+    assert parity["max_abs_logit_diff"] <= 1e-4
+    assert parity["argmax_agreement"] == 1.0
+    assert parity["max_batch_independence_diff"] <= 1e-5
+    assert parity["lengths"] == [1, 96]
+
+
+def test_onnx_matches_torch_on_real_padded_data(
+    tiny_bundle: ModelBundle, tiny_run: Path, tiny_dataset: Dataset
+) -> None:
+    run = load_run(tiny_run)
+    classifier = OnnxClassifier(
+        open_session(tiny_bundle.model_path, prefer_gpu=False), tiny_bundle.meta.max_positions
+    )
+    ids = [run.vocab.encode(t) for t in tiny_dataset.split("test")["tokens"][:40]]
+    input_ids, attention_mask = pad_batch(ids)
+    assert (attention_mask == 0).mean() > 0.2  # real padding in this batch
+    ort_logits, ort_pooled = classifier.run(input_ids, attention_mask)
+    with torch.no_grad():
+        torch_logits, torch_pooled = run.model(
+            torch.from_numpy(input_ids), torch.from_numpy(attention_mask)
+        )
+    np.testing.assert_allclose(ort_logits, torch_logits.numpy(), atol=1e-4)
+    np.testing.assert_allclose(ort_pooled, torch_pooled.numpy(), atol=1e-4)
+
+
+def test_sequences_past_the_positional_limit_fail_clearly(tiny_bundle: ModelBundle) -> None:
+    classifier = OnnxClassifier(
+        open_session(tiny_bundle.model_path, prefer_gpu=False), tiny_bundle.meta.max_positions
+    )
+    classifier.run(*pad_batch([[2] * 96]))  # at the limit: fine
+    with pytest.raises(
+        SequenceTooLongError, match="length 97 exceeds the model's positional limit 96"
+    ):
+        classifier.run(*pad_batch([[2] * 97]))
+
+
+def test_parity_failure_raises(tiny_bundle: ModelBundle, tiny_run: Path) -> None:
+    run = load_run(tiny_run)
+    other = SequenceClassifier(variant_config("research", **{**run.config["model"]})).eval()
+    classifier = OnnxClassifier(open_session(tiny_bundle.model_path, prefer_gpu=False), 96)
+    with pytest.raises(ParityError, match="parity failed"):
+        check_parity(other, classifier, 20, 4, 1e-4, 1e-5, seed=0)
+
+
+def test_reference_window_rows_and_columns(tiny_bundle: ModelBundle, tiny_dataset: Dataset) -> None:
+    reference = tiny_bundle.load_reference()
+    dims = len(tiny_bundle.meta.embedding_reduction.components)
+    assert list(reference.columns) == reference_columns(dims)
+    val = tiny_dataset.split("val")
+    assert len(reference) == len(val) == tiny_bundle.meta.reference["rows"]
+    assert list(reference["label"]) == list(val["label"])
+    assert reference["length"].tolist() == val["tokens"].map(len).astype(float).tolist()
+    assert set(FEATURE_NAMES) <= set(reference.columns)
+    accuracy = (reference["predicted_label"] == reference["label"]).mean()
+    assert accuracy == pytest.approx(tiny_bundle.meta.reference["accuracy"])
+    # The PCA is centred on the validation set: reduced embeddings have ~zero mean.
+    embedding = reference[[f"embedding_{i}" for i in range(dims)]].to_numpy()
+    assert np.abs(embedding.mean(axis=0)).max() < 1e-4
+
+
+def test_quantized_accuracy_deltas_are_measured_on_every_eval_set(
+    tiny_bundle: ModelBundle, tiny_dataset: Dataset
+) -> None:
+    measured = tiny_bundle.meta.quantization["accuracy"]
+    assert set(measured) == set(tiny_dataset.eval_sets)
+    for row in measured.values():
+        assert row["delta_points"] == pytest.approx(
+            100 * (row["int8_accuracy"] - row["fp32_accuracy"])
+        )
+        assert 0.5 <= row["argmax_agreement"] <= 1.0
+    assert measured["test"]["fp32_accuracy"] == pytest.approx(
+        tiny_bundle.meta.training_metrics["test"]["accuracy"]
+    )
+
+
+def test_store_registration_round_trip(tiny_bundle: ModelBundle) -> None:
+    tag = register_bundle(tiny_bundle)
+    assert tag.startswith("shiftwatch-research:")
+    stored = bentoml.models.get(tag)
+    for name in (*REQUIRED_FILES, QUANTIZED_FILE):
+        assert Path(stored.path_of(name)).read_bytes() == (tiny_bundle.path / name).read_bytes()
+    assert read_bundle(stored.path).meta == tiny_bundle.meta
+
+
+@pytest.fixture
+def bundle_copy(tiny_bundle: ModelBundle, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(tiny_bundle.path, tmp_path / "bundle"))
+
+
+def test_missing_file_is_named(bundle_copy: Path) -> None:
+    (bundle_copy / "reference.parquet").unlink()
+    with pytest.raises(ValueError, match="missing reference.parquet"):
+        read_bundle(bundle_copy)
+
+
+def test_bad_json_is_named(bundle_copy: Path) -> None:
+    (bundle_copy / "bundle.json").write_text("{not json")
+    with pytest.raises(ValueError, match="bundle.json is not valid JSON"):
+        read_bundle(bundle_copy)
+
+
+def test_bad_field_is_named(bundle_copy: Path) -> None:
+    meta = json.loads((bundle_copy / "bundle.json").read_text())
+    del meta["max_positions"]
+    (bundle_copy / "bundle.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="field 'max_positions'"):
+        read_bundle(bundle_copy)
+
+
+def test_vocab_hash_mismatch_is_named(bundle_copy: Path) -> None:
+    meta = json.loads((bundle_copy / "bundle.json").read_text())
+    meta["vocab_sha256"] = "0" * 64
+    (bundle_copy / "bundle.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="vocabulary hash mismatch"):
+        read_bundle(bundle_copy)
+
+
+def test_onnx_outputs_off_contract_are_named(bundle_copy: Path) -> None:
+    import onnx
+
+    model = onnx.load(str(bundle_copy / "model.onnx"))
+    model.graph.output[1].name = "embedding"
+    for node in model.graph.node:
+        node.output[:] = ["embedding" if o == "pooled" else o for o in node.output]
+    onnx.save(model, str(bundle_copy / "model.onnx"))
+    with pytest.raises(ValueError, match=r"ONNX outputs are \['logits', 'embedding'\]"):
+        read_bundle(bundle_copy)
+
+
+def test_corrupt_onnx_and_extra_file_are_named(bundle_copy: Path) -> None:
+    (bundle_copy / "notes.txt").write_text("hi")
+    with pytest.raises(ValueError, match="unexpected files: notes.txt"):
+        read_bundle(bundle_copy)
+    (bundle_copy / "notes.txt").unlink()
+    (bundle_copy / "model.onnx").write_bytes(b"\x00garbage")
+    with pytest.raises(ValueError, match="not a readable ONNX model"):
+        read_bundle(bundle_copy)
+
+
+def test_reference_without_columns_is_named(bundle_copy: Path) -> None:
+    pd.DataFrame({"length": [1.0]}).to_parquet(bundle_copy / "reference.parquet")
+    with pytest.raises(ValueError, match="lacks columns"):
+        read_bundle(bundle_copy)
