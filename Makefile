@@ -55,3 +55,12 @@ demo: setup
 
 clean:
 	rm -rf artifacts build
+
+# Benchmarks behind DESIGN.md's targets; each writes its own section of docs/benchmarks.md.
+# Extra flags through BENCH_ARGS, e.g. `make bench-inference BENCH_ARGS="--quick --threads 4"`.
+.PHONY: bench bench-inference
+bench: bench-inference
+
+# torch eager vs onnxruntime fp32 vs int8 on a batch x seq grid (~5 min on 2 cores).
+bench-inference: setup
+	$(PY) -m benchmarks.bench_inference $(BENCH_ARGS)

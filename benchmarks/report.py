@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 HEADER = (
@@ -63,3 +65,33 @@ def machine_summary() -> str:
         f"{model}; {os.cpu_count()} cores ({usable} usable by this process); "
         f"GEMM flags: {', '.join(present)}"
     )
+
+
+@dataclass(frozen=True)
+class CpuSnapshot:
+    """CPU time used so far by the whole machine and by this process, and the wall clock."""
+
+    machine_busy_s: float | None  # all processes since boot (/proc/stat); None off Linux
+    own_s: float  # this process, all its threads
+    wall_s: float
+
+    @classmethod
+    def now(cls) -> CpuSnapshot:
+        busy = None
+        stat = Path("/proc/stat")
+        if stat.exists():
+            # cpu  user nice system idle iowait irq softirq steal ...: busy = all but idle, iowait
+            ticks = [int(v) for v in stat.read_text().split("\n", 1)[0].split()[1:9]]
+            busy = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+        return cls(busy, time.process_time(), time.perf_counter())
+
+
+def other_load_cores(start: CpuSnapshot, end: CpuSnapshot) -> float | None:
+    """Cores used on average by everything but this process between two snapshots.
+
+    A benchmark's numbers are only comparable when this is near 0.
+    """
+    if start.machine_busy_s is None or end.machine_busy_s is None:
+        return None
+    others = (end.machine_busy_s - start.machine_busy_s) - (end.own_s - start.own_s)
+    return max(others, 0.0) / (end.wall_s - start.wall_s)

@@ -8,6 +8,8 @@ kernels, which this model has none of, so it would cost start-up time for nothin
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -69,15 +71,25 @@ class OnnxClassifier:
         return logits, pooled
 
     def predict(
-        self, sequences: list[list[int]], batch_size: int = 64
+        self,
+        sequences: list[list[int]],
+        batch_size: int = 64,
+        observe: Callable[[float, int], None] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Logits and pooled vectors for id sequences, batched by length, in input order."""
+        """Logits and pooled vectors for id sequences, batched by length, in input order.
+
+        Args:
+            observe: called after each session.run with (seconds, sequences in it).
+        """
         order = np.argsort([len(s) for s in sequences], kind="stable")
         logits = np.empty((len(sequences), 0), dtype=np.float32)
         pooled = logits
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
+            started = time.perf_counter()
             batch_logits, batch_pooled = self.run(*pad_batch([sequences[r] for r in rows]))
+            if observe is not None:
+                observe(time.perf_counter() - started, len(rows))
             if logits.shape[1] == 0:
                 logits = np.empty((len(sequences), batch_logits.shape[1]), dtype=np.float32)
                 pooled = np.empty((len(sequences), batch_pooled.shape[1]), dtype=np.float32)

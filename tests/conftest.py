@@ -41,3 +41,75 @@ def tiny_model_fields() -> dict:
         "dropout": 0.0,  # deterministic forward passes in train mode too
         "max_positions": 32,
     }
+
+
+# -- tiny trained models and bundles (torch imported inside, built once per session) --
+
+TINY_MODEL = {"d_model": 16, "n_heads": 2, "n_layers": 1, "d_ff": 32, "max_positions": 96}
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset():
+    """A small embedded dataset, cut to the tiny models' positional limit."""
+    from shiftwatch.data import CLASS_NAMES, Dataset
+    from shiftwatch.data.synthetic import content_sha256
+
+    frame = generate_dataset(
+        DataConfig(train_per_domain=80, val_per_domain=20, test_per_domain=20, shift_set_size=40)
+    )
+    frame = frame[frame["tokens"].map(len) <= TINY_MODEL["max_positions"]].reset_index(drop=True)
+    return Dataset(frame, CLASS_NAMES, "embedded", content_sha256(frame))
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tiny_dataset, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """variant -> run folder of a 2-epoch tiny model."""
+    import torch
+
+    from training.config import TrainConfig
+    from training.model import VARIANTS
+    from training.train import train_run
+
+    threads = torch.get_num_threads()
+    root = tmp_path_factory.mktemp("runs")
+    config = TrainConfig(max_epochs=2, batch_size=32, threads=1)
+    runs = {}
+    for variant in VARIANTS:
+        runs[variant] = root / variant / "0"
+        train_run(variant, tiny_dataset, config, runs[variant], TINY_MODEL)
+    torch.set_num_threads(threads)
+    return runs
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_runs: dict):
+    return tiny_runs["research"]
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tiny_run, tiny_dataset, tmp_path_factory: pytest.TempPathFactory):
+    """The research run exported with int8 and a 300-sequence parity check."""
+    from exports.bundle_export import export_bundle
+    from exports.config import ExportConfig
+
+    config = ExportConfig(parity_sequences=300, parity_max_batch=16, quantize=True, threads=1)
+    return export_bundle(tiny_run, tmp_path_factory.mktemp("models"), config, dataset=tiny_dataset)
+
+
+@pytest.fixture(scope="session")
+def tiny_store(tiny_runs: dict, tiny_dataset, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Every variant exported and registered in this session's BentoML store.
+
+    Returns: variant -> (bundle, store tag).
+    """
+    from exports.bundle_export import export_bundle
+    from exports.config import ExportConfig
+    from exports.store import register_bundle
+
+    config = ExportConfig(parity_sequences=40, parity_max_batch=8, threads=1)
+    models = tmp_path_factory.mktemp("store-models")
+    store = {}
+    for variant, run_dir in tiny_runs.items():
+        bundle = export_bundle(run_dir, models, config, dataset=tiny_dataset)
+        store[variant] = (bundle, register_bundle(bundle))
+    return store

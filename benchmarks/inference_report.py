@@ -1,0 +1,220 @@
+"""The inference benchmark's write-up: grid table, DESIGN.md targets, recorded int8 accuracy."""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import onnxruntime as ort
+import torch
+
+from benchmarks.report import machine_summary, markdown_table
+from benchmarks.timing import RepetitionBudget, Timing, forward_flops
+from shiftwatch.bundle import BundleError, read_bundle
+from shiftwatch.inference import GRAPH_OPTIMIZATION
+from training.model import ModelConfig
+
+TORCH, FP32, INT8 = "torch eager", "ORT fp32", "ORT int8"
+TARGET_CELL = (1, 128)  # (batch, seq) of DESIGN.md's speed targets
+ORT_TIME_TARGET = 0.5  # ORT fp32 median time <= this x torch's
+INT8_SPEEDUP_TARGET = 1.3  # fp32 median time / int8 median time >= this
+INT8_ACCURACY_TARGET = 0.5  # |int8 - fp32 accuracy| <= this many points on every eval set
+INT8_AGREEMENT_TARGET = 99.5  # % of every eval set where int8 and fp32 argmax agree
+BUSY_CORES = 0.25  # other processes using more than this many cores make the run unrepresentative
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Everything one benchmark run measured, ready to be written up."""
+
+    command: str  # how this run was started, flags included
+    variant: str
+    run_dir: Path
+    config: ModelConfig
+    threads: int
+    budget: RepetitionBudget
+    quick: bool
+    gemm_peak_gflops: float
+    timings: dict[tuple[int, int, str], Timing]  # (batch, seq, engine) -> latencies
+    skipped_lengths: list[int]  # over the run's max_positions
+    other_load_cores: float | None  # cores other processes used meanwhile; None if unknown
+    wall_s: float
+
+
+def recorded_int8_accuracy(bundle_dir: Path) -> tuple[dict | None, str]:
+    """The bundle's recorded per-set int8 accuracy (not recomputed here), and its source."""
+    if not (bundle_dir / "bundle.json").exists():
+        return None, f"no bundle with int8 yet ({bundle_dir} has no bundle.json)"
+    try:
+        bundle = read_bundle(bundle_dir)
+    except BundleError as exc:
+        return None, f"no bundle with int8 yet ({exc})"
+    accuracy = (bundle.meta.quantization or {}).get("accuracy")
+    if not accuracy:
+        return None, f"no bundle with int8 yet ({bundle_dir} is not quantised)"
+    return accuracy, (
+        f"recorded in {bundle_dir / 'bundle.json'} (exported {bundle.meta.created_at} "
+        f"from run {bundle.meta.run.get('path', 'unknown')})"
+    )
+
+
+def verdict(value: float, target: float, at_most: bool, unit: str) -> str:
+    """'met', or 'missed by <gap><unit>'."""
+    gap = value - target if at_most else target - value
+    return "met" if gap <= 0 else f"missed by {gap:.2f}{unit}"
+
+
+def target_rows(timings: dict[tuple[int, int, str], Timing], accuracy: dict | None) -> list:
+    """DESIGN.md's onnxruntime and int8 targets: [target, measured value, met/missed]."""
+    batch, seq = TARGET_CELL
+    where = f"(batch {batch}, seq {seq})"
+    if (batch, seq, TORCH) in timings:
+        torch_ms, fp32_ms, int8_ms = (timings[batch, seq, e].median_ms for e in (TORCH, FP32, INT8))
+        ratio, speedup = fp32_ms / torch_ms, fp32_ms / int8_ms
+        rows = [
+            [
+                f"ORT fp32 <= {ORT_TIME_TARGET}x torch time {where}",
+                f"{ratio:.3g}x",
+                verdict(ratio, ORT_TIME_TARGET, True, "x"),
+            ],
+            [
+                f"int8 >= {INT8_SPEEDUP_TARGET}x faster than fp32 {where}",
+                f"{speedup:.2f}x",
+                verdict(speedup, INT8_SPEEDUP_TARGET, False, "x"),
+            ],
+        ]
+    else:
+        rows = [[f"ORT and int8 speed {where}", "not measured (over max_positions)", "-"]]
+    if accuracy is None:
+        return rows + [
+            ["int8 accuracy change and argmax agreement", "no bundle with int8 yet", "-"]
+        ]
+    worst = max(accuracy, key=lambda s: abs(accuracy[s]["delta_points"]))
+    change = abs(accuracy[worst]["delta_points"])
+    least = min(accuracy, key=lambda s: accuracy[s]["argmax_agreement"])
+    agreement = 100 * accuracy[least]["argmax_agreement"]
+    return rows + [
+        [
+            f"int8 accuracy change <= {INT8_ACCURACY_TARGET} points (every eval set)",
+            f"{change:.2f} points ({worst})",
+            verdict(change, INT8_ACCURACY_TARGET, True, " points"),
+        ],
+        [
+            f"int8 argmax agreement >= {INT8_AGREEMENT_TARGET}% (every eval set)",
+            f"{agreement:.1f}% ({least})",
+            verdict(agreement, INT8_AGREEMENT_TARGET, False, " points"),
+        ],
+    ]
+
+
+def grid_rows(m: Measurement) -> list[list[object]]:
+    """One row per (seq, batch, engine), with its ratios to torch and to fp32."""
+    rows = []
+    for (batch, seq, name), timing in m.timings.items():
+        median_s = timing.median_ms / 1e3
+        gflops = forward_flops(m.config, batch, seq) / median_s / 1e9
+        vs_torch = timing.median_ms / m.timings[batch, seq, TORCH].median_ms
+        speedup = m.timings[batch, seq, FP32].median_ms / timing.median_ms
+        rows.append(
+            [
+                name,
+                batch,
+                seq,
+                timing.reps,
+                f"{timing.median_ms:.3f}",
+                f"{timing.p99_ms:.3f}",
+                f"{batch / median_s:,.0f}",
+                f"{gflops:.2f}",
+                f"{100 * gflops / m.gemm_peak_gflops:.1f}%",
+                "-" if name == TORCH else f"{vs_torch:.3g}x",
+                f"{speedup:.2f}x" if name == INT8 else "-",
+            ]
+        )
+    return rows
+
+
+def other_load(cores: float | None) -> str:
+    """What else ran during the benchmark, with a warning when it was enough to matter."""
+    if cores is None:
+        return "unknown (no /proc/stat)"
+    text = f"other processes used {cores:.2f} cores on average during the run"
+    if cores > BUSY_CORES:
+        text += (
+            " -- **the machine was busy: timings are not representative** (torch's OpenMP "
+            "threads stall badly when another process holds a core); rerun on an idle machine"
+        )
+    return text
+
+
+def render(m: Measurement, accuracy: dict | None, accuracy_source: str) -> str:
+    """This benchmark's section of docs/benchmarks.md."""
+    c, b = m.config, m.budget
+    profile = "quick (smoke run: few repetitions, not for the record)" if m.quick else "full"
+    lines = [
+        "## Inference: torch eager vs onnxruntime fp32 vs int8",
+        "",
+        f"Generated by `{m.command}` (`make bench-inference`), profile {profile}.",
+        "",
+        f"- Machine: {machine_summary()}",
+        f"- Threads: {m.threads} (torch.set_num_threads; ORT intra-op, inter-op 1); "
+        f"OMP_WAIT_POLICY {os.environ.get('OMP_WAIT_POLICY', 'unset')}",
+        f"- Versions: python {platform.python_version()}, torch {torch.__version__}, "
+        f"onnxruntime {ort.__version__} ({GRAPH_OPTIMIZATION})",
+        f"- Date: {datetime.now(UTC).isoformat(timespec='seconds')}; wall time {m.wall_s:.0f} s",
+        f"- Other load: {other_load(m.other_load_cores)}",
+        f"- Model: {m.variant} from {m.run_dir} ({c.positional} positions, {c.attention} "
+        f"attention), d_model {c.d_model}, {c.n_layers} layers, {c.n_heads} heads, d_ff {c.d_ff}, "
+        f"max_positions {c.max_positions}; exported afresh to fp32 and dynamic int8 ONNX",
+        f"- Per cell: warm-up calls {b.warmup}, then timed calls until {b.max_reps} or "
+        f"{b.seconds} s (at least {b.min_reps}); random ids, full attention mask",
+        f"- GEMM peak: {m.gemm_peak_gflops:.1f} GFLOP/s (torch float32 1024x1024 matmul, "
+        f"median, {m.threads} threads)",
+    ]
+    if m.skipped_lengths:
+        lines.append(
+            f"- Skipped: seq {', '.join(map(str, m.skipped_lengths))} "
+            f"(over the run's max_positions {c.max_positions})"
+        )
+    headers = [
+        "engine",
+        "batch",
+        "seq",
+        "reps",
+        "median ms",
+        "p99 ms",
+        "seq/s",
+        "GFLOP/s",
+        "of peak",
+        "time vs torch",
+        "int8 speed-up",
+    ]
+    lines += [
+        "",
+        markdown_table(headers, grid_rows(m)),
+        "",
+        "GFLOP/s: analytic forward FLOPs (QKV, projection, MLP, attention, head; embeddings "
+        "ignored) / median time; int8 counts the same operations against the float32 peak.",
+        "",
+        "### Targets",
+        "",
+        markdown_table(["target", "measured", "status"], target_rows(m.timings, accuracy)),
+        "",
+        f"### int8 accuracy: {accuracy_source}",
+    ]
+    if accuracy is not None:
+        rows = [
+            [
+                name,
+                f"{r['fp32_accuracy']:.3f}",
+                f"{r['int8_accuracy']:.3f}",
+                f"{r['delta_points']:+.2f}",
+                f"{100 * r['argmax_agreement']:.1f}%",
+            ]
+            for name, r in accuracy.items()
+        ]
+        headers = ["eval set", "fp32 accuracy", "int8 accuracy", "change (points)", "agreement"]
+        lines += ["", markdown_table(headers, rows)]
+    return "\n".join(lines) + "\n"

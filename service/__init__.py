@@ -1,0 +1,1 @@
+"""Serving stage: the BentoML service and its parts (no torch, no training/)."""

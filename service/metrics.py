@@ -1,0 +1,82 @@
+"""The service's Prometheus series (prefix shiftwatch_, base units, bounded labels).
+
+prometheus_client directly (BentoML 1.4 deprecates `bentoml.metrics`): the
+worker runs in BentoML's Prometheus multiprocess mode, so these series appear on
+the service's own /metrics beside BentoML's.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+# Measured session.run times run from ~0.2 ms (batch 1, short) to ~1 s (batch 128 x 512).
+LATENCY_BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+)
+
+predictions = Counter(
+    name="shiftwatch_predictions_total",
+    documentation="Predictions by model (primary and shadows) and predicted class.",
+    labelnames=["model", "predicted_class"],
+)
+confidence = Histogram(
+    name="shiftwatch_prediction_confidence",
+    documentation="Max class probability of each prediction.",
+    labelnames=["model"],
+    buckets=(0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0),
+)
+input_length = Histogram(
+    name="shiftwatch_input_length_tokens",
+    documentation="Tokens per served sequence.",
+    buckets=(1, 2, 4, 8, 16, 32, 48, 64, 96, 128, 192, 256, 384, 512),
+)
+input_oov_share = Histogram(
+    name="shiftwatch_input_oov_share",
+    documentation="Share of a served sequence's tokens unknown to the vocabulary.",
+    buckets=(0.0, 0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0),
+)
+rejected = Counter(
+    name="shiftwatch_requests_rejected_total",
+    documentation="Requests answered 4xx, by endpoint and reason.",
+    labelnames=["endpoint", "reason"],
+)
+inference_seconds = Histogram(
+    name="shiftwatch_inference_seconds",
+    documentation="Seconds per onnxruntime session.run, by model.",
+    labelnames=["model"],
+    buckets=LATENCY_BUCKETS,
+)
+batch_size = Histogram(
+    name="shiftwatch_inference_batch_size",
+    documentation="Sequences per call of the batched predict function.",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
+event_log_events = Counter(
+    name="shiftwatch_event_log_events_total",
+    documentation="Events handed to the event log, by type.",
+    labelnames=["type"],
+)
+event_log_write_errors = Counter(
+    name="shiftwatch_event_log_write_errors_total",
+    documentation="Events the log could not write, by reason (io_error, queue_full).",
+    labelnames=["reason"],
+)
+feedback_labels = Counter(
+    name="shiftwatch_feedback_labels_total",
+    documentation="Labels received on /feedback: accepted (first for the request) or duplicate.",
+    labelnames=["result"],
+)

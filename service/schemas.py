@@ -1,0 +1,136 @@
+"""Request and response bodies of the HTTP API; every limit names its field and setting."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from service.rejections import reject
+from shiftwatch.settings import service_settings
+from shiftwatch.vocab import tokenize
+
+
+class Instance(BaseModel):
+    """One sequence to classify: `tokens` or `text` (whitespace-tokenized)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tokens: list[str] | None = Field(None, description="The sequence as tokens.")
+    text: str | None = Field(None, description="The sequence as text, split on whitespace.")
+    request_id: str | None = Field(
+        None, description="Client id for /feedback; generated if absent."
+    )
+    domain: str | None = Field(
+        None, description="Client-supplied domain, for per-domain monitoring."
+    )
+    model: str | None = Field(None, description="A loaded model; default: the primary.")
+
+    @model_validator(mode="after")
+    def _check_limits(self) -> Instance:
+        limits = service_settings()
+        if (self.tokens is None) == (self.text is None):
+            raise reject("tokens_or_text", "give exactly one of 'tokens' or 'text'")
+        if self.text is not None and len(self.text) > limits.max_text_chars:
+            raise reject(
+                "text_too_long",
+                f"text: {len(self.text)} characters exceeds the limit of {limits.max_text_chars} "
+                "(SHIFTWATCH_MAX_TEXT_CHARS)",
+            )
+        tokens = self.sequence
+        if not tokens:
+            raise reject(
+                "empty_sequence", "tokens: the sequence is empty; at least 1 token is required"
+            )
+        if len(tokens) > limits.max_tokens:
+            raise reject(
+                "too_many_tokens",
+                f"tokens: {len(tokens)} tokens exceeds the limit of {limits.max_tokens} "
+                "(SHIFTWATCH_MAX_TOKENS, the models' positional limit)",
+            )
+        longest = max(len(t) for t in tokens)
+        if longest > limits.max_token_chars:
+            raise reject(
+                "token_too_long",
+                f"tokens: a token of {longest} characters exceeds the limit of "
+                f"{limits.max_token_chars} (SHIFTWATCH_MAX_TOKEN_CHARS)",
+            )
+        for name in ("request_id", "domain"):
+            value = getattr(self, name)
+            if value is not None and not 0 < len(value) <= limits.max_id_chars:
+                raise reject(
+                    f"bad_{name}",
+                    f"{name}: must be 1 to {limits.max_id_chars} characters "
+                    "(SHIFTWATCH_MAX_ID_CHARS)",
+                )
+        if self.model is not None and self.model not in limits.models:
+            raise reject(
+                "unknown_model",
+                f"model: {self.model!r} is not loaded; loaded models: {limits.models}",
+            )
+        if self.request_id is None:
+            self.request_id = uuid.uuid4().hex
+        return self
+
+    @property
+    def sequence(self) -> list[str]:
+        """The tokens, whichever way they were given (tokens are re-split like text)."""
+        if self.tokens is not None:
+            return [t for entry in self.tokens for t in tokenize(entry)]
+        return tokenize(self.text or "")
+
+
+def _instance_count(instances: list[Instance]) -> list[Instance]:
+    limit = service_settings().max_instances
+    if not instances:
+        raise reject("empty_request", "instances: at least 1 instance is required")
+    if len(instances) > limit:
+        raise reject(
+            "too_many_instances",
+            f"instances: {len(instances)} instances exceeds the limit of {limit} "
+            "(SHIFTWATCH_MAX_INSTANCES)",
+        )
+    return instances
+
+
+Instances = Annotated[list[Instance], AfterValidator(_instance_count)]
+
+
+class Prediction(BaseModel):
+    """The answer for one instance."""
+
+    request_id: str
+    label: str
+    confidence: float
+    probabilities: dict[str, float]  # by label, in the model's label order
+    model: str
+    model_version: str  # BentoML store tag of the bundle that answered
+
+
+class FeedbackItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: str = Field(min_length=1, max_length=128)
+    label: str = Field(min_length=1, max_length=128)
+
+
+def _feedback_count(items: list[FeedbackItem]) -> list[FeedbackItem]:
+    limit = service_settings().max_feedback_items
+    if not items:
+        raise reject("empty_request", "labels: at least 1 label is required")
+    if len(items) > limit:
+        raise reject(
+            "too_many_labels",
+            f"labels: {len(items)} labels exceeds the limit of {limit} "
+            "(SHIFTWATCH_MAX_FEEDBACK_ITEMS)",
+        )
+    return items
+
+
+FeedbackItems = Annotated[list[FeedbackItem], AfterValidator(_feedback_count)]
+
+
+class FeedbackReceipt(BaseModel):
+    accepted: int  # label events written (first label for a request id)
+    duplicates: int  # labels for request ids already labelled here (counted, not written)

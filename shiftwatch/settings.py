@@ -1,0 +1,90 @@
+"""Settings of the long-running processes, read from the environment (prefix SHIFTWATCH_).
+
+Each limit has a documented default; the README's "Limits" table lists them.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+VARIANT_NAMES = ("baseline", "research", "no_pe")
+
+
+class ServiceSettings(BaseSettings):
+    """The serving process: models, request limits, batching, threads, event log."""
+
+    model_config = SettingsConfigDict(env_prefix="SHIFTWATCH_", extra="ignore")
+
+    primary_model: str = "baseline"  # answers requests that name no model
+    # Run on the primary's traffic; their outputs go to the event log only.
+    shadow_models: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["research", "no_pe"]
+    )
+
+    max_instances: int = Field(64, ge=1)  # sequences in one /predict request
+    max_tokens: int = Field(512, ge=1)  # tokens in one sequence; <= every model's positional limit
+    max_token_chars: int = Field(64, ge=1)  # characters in one token
+    max_text_chars: int = Field(16384, ge=1)  # characters in one `text`
+    max_id_chars: int = Field(128, ge=1)  # characters in request_id and domain
+    max_feedback_items: int = Field(1024, ge=1)  # labels in one /feedback request
+    max_body_bytes: int = Field(1_048_576, ge=1024)  # request body, enforced before parsing (413)
+
+    batching: bool = True  # adaptive batching of /predict across concurrent requests
+    max_batch_size: int = Field(128, ge=1)  # instances per adaptive batch (>= max_instances)
+    max_latency_ms: int = Field(20, ge=1)  # longest a request waits for a batch to fill
+    inference_batch: int = Field(32, ge=1)  # sequences per session.run, grouped by length
+
+    intra_op_threads: int = Field(1, ge=1)  # onnxruntime threads per session.run
+    inter_op_threads: int = Field(1, ge=1)
+    prefer_gpu: bool = True  # CUDA provider when onnxruntime-gpu and a GPU are present
+
+    event_log_enabled: bool = True
+    event_log_dir: Path = Path("artifacts/events")
+    event_log_segment_bytes: int = Field(16 * 2**20, ge=4096)  # roll to a new file past this
+    event_log_max_bytes: int = Field(256 * 2**20, ge=8192)  # delete oldest files past this total
+    event_log_queue: int = Field(
+        10_000, ge=1
+    )  # events waiting for the writer; beyond: dropped, counted
+    feedback_dedup_window: int = Field(100_000, ge=1)  # request ids remembered to count duplicates
+
+    feedback_token: SecretStr | None = (
+        None  # when set, /feedback needs "Authorization: Bearer <token>"
+    )
+
+    @field_validator("shadow_models", mode="before")
+    @classmethod
+    def _split_names(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value
+
+    @field_validator("primary_model")
+    @classmethod
+    def _known_primary(cls, value: str) -> str:
+        if value not in VARIANT_NAMES:
+            raise ValueError(f"unknown model {value!r}; choose from {list(VARIANT_NAMES)}")
+        return value
+
+    @field_validator("shadow_models")
+    @classmethod
+    def _known_shadows(cls, value: list[str]) -> list[str]:
+        unknown = [name for name in value if name not in VARIANT_NAMES]
+        if unknown:
+            raise ValueError(f"unknown shadow models {unknown}; choose from {list(VARIANT_NAMES)}")
+        return list(dict.fromkeys(value))
+
+    @property
+    def models(self) -> list[str]:
+        """Every model the service loads: the primary first, then the shadows."""
+        return [self.primary_model, *(m for m in self.shadow_models if m != self.primary_model)]
+
+
+@lru_cache(maxsize=1)
+def service_settings() -> ServiceSettings:
+    """The process's settings, read from the environment once, on first use."""
+    return ServiceSettings()

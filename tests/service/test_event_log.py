@@ -1,0 +1,79 @@
+"""The event log: lines written, segments rolled, disk bounded, failures counted not raised."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from prometheus_client import REGISTRY
+
+from service.event_log import EventLog
+from shiftwatch.events import LabelEvent
+
+
+def counter(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def label_events(n: int, start: int = 0) -> list[LabelEvent]:
+    return [
+        LabelEvent(request_id=f"r{i}", label="topic_a", timestamp=1.0)
+        for i in range(start, start + n)
+    ]
+
+
+def wait_for(predicate, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def lines(directory: Path) -> list[dict]:
+    return [
+        json.loads(line)
+        for p in sorted(directory.glob("events-*.jsonl"))
+        for line in p.read_text().splitlines()
+    ]
+
+
+def test_events_are_written_as_json_lines(tmp_path: Path) -> None:
+    log = EventLog(tmp_path, segment_bytes=1 << 20, max_bytes=1 << 22, queue_size=100).start()
+    log.append(label_events(10))
+    log.close()
+    assert [e["request_id"] for e in lines(tmp_path)] == [f"r{i}" for i in range(10)]
+    assert all(e["type"] == "label" for e in lines(tmp_path))
+
+
+def test_segments_roll_and_disk_stays_bounded(tmp_path: Path) -> None:
+    log = EventLog(tmp_path, segment_bytes=4096, max_bytes=8192, queue_size=10_000).start()
+    for chunk in range(20):
+        log.append(label_events(50, start=chunk * 50))
+        wait_for(lambda: log.pending == 0)
+    log.close()
+    segments = sorted(tmp_path.glob("events-*.jsonl"))
+    assert len(segments) >= 2
+    total = sum(p.stat().st_size for p in segments)
+    assert total <= 8192 + 4096  # the budget, plus the segment being written
+    ids = [int(e["request_id"][1:]) for e in lines(tmp_path)]
+    assert ids == sorted(ids) and ids[-1] == 999  # the newest events survive, in order
+
+
+def test_unwritable_directory_counts_errors_and_keeps_going(tmp_path: Path) -> None:
+    blocker = tmp_path / "events"
+    blocker.write_text("a file where the directory should be")
+    before = counter("shiftwatch_event_log_write_errors_total", reason="io_error")
+    log = EventLog(blocker, segment_bytes=4096, max_bytes=8192, queue_size=100).start()
+    log.append(label_events(3))
+    log.close()
+    assert counter("shiftwatch_event_log_write_errors_total", reason="io_error") == before + 3
+
+
+def test_full_queue_drops_and_counts_without_blocking(tmp_path: Path) -> None:
+    log = EventLog(tmp_path, segment_bytes=1 << 20, max_bytes=1 << 22, queue_size=5)  # not started
+    before = counter("shiftwatch_event_log_write_errors_total", reason="queue_full")
+    started = time.perf_counter()
+    log.append(label_events(12))
+    assert time.perf_counter() - started < 0.5
+    assert counter("shiftwatch_event_log_write_errors_total", reason="queue_full") == before + 7

@@ -1,0 +1,157 @@
+"""A real `bentoml serve` process on loopback, hit with bentoml.SyncHTTPClient and plain HTTP."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import bentoml
+import httpx
+import numpy as np
+import pytest
+
+from shiftwatch.inference import OnnxClassifier, open_session
+
+pytestmark = pytest.mark.slow
+
+
+def event_lines(live_server: dict) -> list[dict]:
+    return [
+        json.loads(line)
+        for path in sorted(live_server["events"].glob("events-*.jsonl"))
+        for line in path.read_text().splitlines()
+    ]
+
+
+def wait_for_events(live_server: dict, predicate, timeout: float = 10.0) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = event_lines(live_server)
+        if predicate(lines) or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.1)
+
+
+def test_health_endpoints(live_server: dict) -> None:
+    for path in ("/livez", "/readyz"):
+        assert httpx.get(live_server["url"] + path).status_code == 200
+
+
+def test_predictions_equal_direct_onnxruntime(live_server: dict, tiny_dataset) -> None:
+    bundle, tag = live_server["store"]["baseline"]
+    frame = tiny_dataset.split("test").head(8)
+    instances = [
+        {"tokens": list(t), "request_id": f"sdk-{i}"} for i, t in enumerate(frame["tokens"])
+    ]
+    with bentoml.SyncHTTPClient(live_server["url"]) as client:
+        answers = client.predict(instances=instances)
+    classifier = OnnxClassifier(
+        open_session(bundle.model_path, prefer_gpu=False), bundle.meta.max_positions
+    )
+    logits, _ = classifier.predict([bundle.vocab.encode(list(t)) for t in frame["tokens"]])
+    probs = np.exp(logits - logits.max(1, keepdims=True))
+    probs /= probs.sum(1, keepdims=True)
+    for i, answer in enumerate(answers):
+        answer = answer if isinstance(answer, dict) else answer.model_dump()
+        assert answer["request_id"] == f"sdk-{i}"
+        assert answer["model"] == "baseline" and answer["model_version"] == tag
+        assert answer["label"] == bundle.meta.labels[int(probs[i].argmax())]
+        assert list(answer["probabilities"].values()) == pytest.approx(probs[i].tolist(), abs=1e-6)
+
+
+BAD_REQUESTS = [
+    # (endpoint, body, status, substring of the message)
+    ("/predict", {"instances": []}, 400, "at least 1 instance"),
+    ("/predict", {"instances": [{"text": "a"}] * 9}, 400, "9 instances exceeds the limit of 8"),
+    ("/predict", {"instances": [{"tokens": []}]}, 400, "the sequence is empty"),
+    ("/predict", {"instances": [{"tokens": ["a"] * 97}]}, 400, "97 tokens exceeds the limit of 96"),
+    ("/predict", {"instances": [{"tokens": ["x" * 40]}]}, 400, "exceeds the limit of 32"),
+    (
+        "/predict",
+        {"instances": [{"text": "a " * 1001}]},
+        400,
+        "2002 characters exceeds the limit of 2000",
+    ),
+    ("/predict", {"instances": [{"text": "a", "model": "gpt"}]}, 400, "'gpt' is not loaded"),
+    ("/predict", {"instances": [{"tokens": "not a list"}]}, 400, "tokens"),
+    ("/predict", {"wrong": 1}, 400, "instances"),
+    ("/predict", b'{"instances": [', 400, "malformed JSON"),
+    ("/predict", b"x" * 70_000, 413, "70000 bytes exceeds the limit of 65536"),
+    ("/feedback", {"labels": [{"request_id": "r", "label": "nope"}]}, 400, "'nope' is not one of"),
+    ("/feedback", {"labels": []}, 400, "at least 1 label"),
+    ("/feedback", b"{", 400, "malformed JSON"),
+]
+
+
+@pytest.mark.parametrize(("endpoint", "body", "status", "message"), BAD_REQUESTS)
+def test_bad_input_gets_its_4xx_and_message(
+    live_server: dict, endpoint, body, status, message
+) -> None:
+    before = len(event_lines(live_server))
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    response = httpx.post(
+        live_server["url"] + endpoint, content=content, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == status, response.text
+    assert message in response.text
+    time.sleep(0.2)
+    assert len(event_lines(live_server)) == before, "a rejected request reached the event log"
+
+
+def test_event_log_matches_requests(live_server: dict) -> None:
+    ids = [f"log-{i}" for i in range(5)]
+    body = {
+        "instances": [
+            {"text": "mark_a w1 mark_b mark_c", "request_id": r, "domain": "news"} for r in ids
+        ]
+    }
+    answers = httpx.post(live_server["url"] + "/predict", json=body).json()
+    lines = wait_for_events(live_server, lambda ls: sum(e["request_id"] in ids for e in ls) == 5)
+    logged = {e["request_id"]: e for e in lines if e["request_id"] in ids}
+    assert set(logged) == set(ids)
+    for answer in answers:
+        event = logged[answer["request_id"]]
+        assert event["type"] == "prediction" and event["domain"] == "news"
+        assert event["predicted_label"] == answer["label"]
+        assert event["confidence"] == pytest.approx(answer["confidence"])
+        assert [s["model"] for s in event["shadows"]] == ["research", "no_pe"]
+        assert event["features"]["length"] == 4.0
+
+
+def test_feedback_round_trip(live_server: dict) -> None:
+    url = live_server["url"] + "/feedback"
+    first = httpx.post(url, json={"labels": [{"request_id": "fb-1", "label": "topic_a"}]}).json()
+    again = httpx.post(
+        url,
+        json={
+            "labels": [
+                {"request_id": "fb-1", "label": "topic_b"},
+                {"request_id": "fb-2", "label": "first_a"},
+            ]
+        },
+    ).json()
+    assert first == {"accepted": 1, "duplicates": 0}
+    assert again == {"accepted": 1, "duplicates": 1}
+    lines = wait_for_events(live_server, lambda ls: sum(e["type"] == "label" for e in ls) >= 2)
+    labels = [(e["request_id"], e["label"]) for e in lines if e["type"] == "label"]
+    assert ("fb-1", "topic_a") in labels and ("fb-2", "first_a") in labels
+    assert ("fb-1", "topic_b") not in labels  # the first label wins
+
+
+def test_metrics_carry_the_custom_series(live_server: dict) -> None:
+    httpx.post(live_server["url"] + "/predict", json={"instances": [{"text": "kw1_2 w3 w4"}]})
+    httpx.post(live_server["url"] + "/predict", json={"instances": [{"tokens": []}]})
+    text = httpx.get(live_server["url"] + "/metrics").text
+    for series in (
+        'shiftwatch_predictions_total{model="baseline"',
+        'shiftwatch_predictions_total{model="research"',
+        "shiftwatch_prediction_confidence_bucket",
+        "shiftwatch_input_length_tokens_bucket",
+        "shiftwatch_input_oov_share_bucket",
+        'shiftwatch_requests_rejected_total{endpoint="predict",reason="empty_sequence"}',
+        "shiftwatch_inference_seconds_bucket",
+        "shiftwatch_inference_batch_size_bucket",
+        'shiftwatch_event_log_events_total{type="prediction"}',
+        "bentoml_service_request_duration_seconds_bucket",
+    ):
+        assert series in text, series
