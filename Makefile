@@ -8,8 +8,12 @@ STAMP := $(VENV)/.installed
 export BENTOML_DO_NOT_TRACK := true
 export DO_NOT_TRACK := 1
 export EVIDENTLY_DISABLE_TELEMETRY := 1
+# The BentoML model store (and built Bentos) live inside the project, not in ~/bentoml.
+export BENTOML_HOME ?= $(CURDIR)/artifacts/bentoml
+PORT ?= 3000
+BUNDLES := $(foreach v,baseline research no_pe,artifacts/models/$(v)/bundle.json)
 
-.PHONY: setup test lint format reproduce reproduce-quick export demo clean
+.PHONY: setup test lint format reproduce reproduce-quick export models serve build demo clean
 
 setup: $(STAMP)
 
@@ -45,6 +49,19 @@ reproduce-quick: setup
 # ONNX bundles (with int8) of every variant's seed-0 run, registered in the BentoML store.
 export: setup
 	$(SW) export --all --quantize
+
+# The embedded default bundles, trained (quick profile) and exported only when missing.
+models: setup
+	@if ls $(BUNDLES) >/dev/null 2>&1; then echo "bundles present: $(BUNDLES)"; \
+	else $(SW) reproduce --profile quick && $(SW) export --all --quantize; fi
+
+# The service on loopback: primary baseline, shadows research and no_pe (SHIFTWATCH_* to change).
+serve: models
+	$(VENV)/bin/bentoml serve service.service:Shiftwatch --host 127.0.0.1 --port $(PORT)
+
+# A Bento with the three bundles, ready for `bentoml containerize` where Docker runs.
+build: models
+	$(VENV)/bin/bentoml build
 
 # The main job on the embedded defaults. Until serving and replay land (issues 4-7)
 # it is the quick reproduction (dataset, three variants, evaluation, figures) and

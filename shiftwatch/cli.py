@@ -222,3 +222,21 @@ def export(
             )
             print(tag)
     Console().print(table)
+
+
+@app.command()
+def monitor(
+    port: Annotated[
+        int | None, typer.Option(help="HTTP port (default SHIFTWATCH_MONITOR_PORT or 3002).")
+    ] = None,
+) -> None:
+    """Run the monitoring sidecar (settings from SHIFTWATCH_MONITOR_* variables)."""
+    from monitoring.app import serve
+    from monitoring.settings import MonitorSettings
+
+    settings = MonitorSettings(**({"port": port} if port else {}))
+    console.print(
+        f"monitor: event log {settings.event_log_dir}, state {settings.state_path}, "
+        f"http://{settings.host}:{settings.port}/status"
+    )
+    serve(settings)

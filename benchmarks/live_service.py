@@ -1,0 +1,247 @@
+"""Real `bentoml serve` processes on loopback for benchmarks, and the HTTP load that drives them.
+
+A server runs in its own session with its own BENTOML_HOME (the model store linked in):
+BentoML wipes `$BENTOML_HOME/prometheus_multiproc_dir` when a server starts, and every
+server on one home would read the others' metric files, so servers sharing a home
+would erase and mix each other's /metrics. Stopping sends SIGTERM to the server, then
+SIGKILL by pid to any of its processes still alive (BentoML's workers run in their own
+process groups), and checks that the port is free again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+HOST = "127.0.0.1"  # loopback only: the benchmark never listens on or calls another address
+READY_TIMEOUT_S = 120.0  # several servers starting at once on 2 busy cores
+STOP_TIMEOUT_S = 20.0
+REQUEST_TIMEOUT_S = 30.0  # the service's own traffic timeout
+JSON = {"content-type": "application/json"}
+CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _proc_table() -> dict[int, tuple[int, float, int]]:
+    """pid -> (parent pid, CPU seconds used, start time in ticks) of every process (Linux)."""
+    table: dict[int, tuple[int, float, int]] = {}
+    if not Path("/proc").is_dir():
+        return table
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            # Fields after the ")" that closes the command name: state ppid ... utime stime ...
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # exited meanwhile
+        cpu = (int(fields[11]) + int(fields[12])) / CLK_TCK
+        table[int(entry.name)] = (int(fields[1]), cpu, int(fields[19]))
+    return table
+
+
+def process_tree(pid: int) -> dict[int, tuple[float, int]]:
+    """pid -> (CPU seconds, start time) of `pid` and its live descendants."""
+    table = _proc_table()
+    tree, frontier = {}, [pid]
+    while frontier:
+        current = frontier.pop()
+        if current in table and current not in tree:
+            tree[current] = (table[current][1], table[current][2])
+            frontier += [child for child, row in table.items() if row[0] == current]
+    return tree
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def port_is_free(port: int) -> bool:
+    """Nothing listens on HOST:port (connections in TIME_WAIT do not count)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+@dataclass
+class Server:
+    """One `bentoml serve service.service:Shiftwatch` process started by this benchmark."""
+
+    name: str
+    process: subprocess.Popen
+    port: int
+    log_path: Path
+    family: dict[int, tuple[float, int]] = field(default_factory=dict)  # last seen processes
+    stray_killed: int = 0  # processes still alive after the server exited, killed by pid
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @classmethod
+    def start(cls, name: str, env: dict[str, str], workdir: Path, models: Path) -> Server:
+        """Start the server on a free loopback port (not yet ready; see `wait_ready`).
+
+        Args:
+            env: variables on top of this process's environment.
+            workdir: its BENTOML_HOME (`workdir/bentoml_home`) and log (`workdir/serve.log`).
+            models: the model store's folder, linked into that home.
+        """
+        home = workdir / "bentoml_home"
+        home.mkdir(parents=True, exist_ok=True)
+        (home / "models").symlink_to(models.resolve(), target_is_directory=True)
+        log_path, port = workdir / "serve.log", free_port()
+        with log_path.open("w") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "bentoml", "serve", "service.service:Shiftwatch"]
+                + ["--host", HOST, "--port", str(port)],
+                cwd=Path(__file__).resolve().parents[1],
+                env={**os.environ, **env, "BENTOML_HOME": str(home)},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C reaches the benchmark, which stops it in order
+            )
+        return cls(name, process, port, log_path)
+
+    def wait_ready(self, deadline: float) -> None:
+        """Poll /readyz until 200; raise with the log's tail if the server exits or is late."""
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server '{self.name}' exited:\n{self.log_tail()}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1, trust_env=False).status_code == 200:
+                    self.family = process_tree(self.process.pid)
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.25)
+        raise RuntimeError(f"server '{self.name}' not ready in time:\n{self.log_tail()}")
+
+    def cpu_seconds(self) -> float:
+        """CPU used so far by the server's live processes."""
+        self.family = process_tree(self.process.pid) or self.family
+        return sum(cpu for cpu, _ in self.family.values())
+
+    def stop(self) -> bool:
+        """Stop the server and every process it started; True when its port is free again."""
+        if self.process.poll() is None:
+            self.family = process_tree(self.process.pid) or self.family
+            self.process.terminate()
+            try:
+                self.process.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        deadline = time.monotonic() + 5
+        while True:
+            alive = process_tree_alive(self.family)
+            if not alive or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        for pid in alive:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass  # exited between the check and the kill
+        self.stray_killed = len(alive)
+        deadline = time.monotonic() + 5
+        while not port_is_free(self.port) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return port_is_free(self.port)
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+    def log_errors(self) -> int:
+        """Lines of the server log at ERROR level or starting a traceback."""
+        lines = self.log_path.read_text(errors="replace").splitlines()
+        return sum("[ERROR]" in line or line.startswith("Traceback") for line in lines)
+
+    def metric(self, name: str) -> float:
+        """Sum over labels of one sample name (e.g. `..._count`) on the server's /metrics."""
+        text = httpx.get(f"{self.url}/metrics", timeout=10, trust_env=False).text
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == name
+        )
+
+
+def process_tree_alive(family: dict[int, tuple[float, int]]) -> list[int]:
+    """The pids of `family` still running as the same process (same start time)."""
+    table = _proc_table()
+    return [pid for pid, (_, started) in family.items() if table.get(pid, (0, 0, -1))[2] == started]
+
+
+@dataclass
+class Slice:
+    """What one stretch of load on one server measured."""
+
+    latencies_ms: list[float]  # of answers with status 200
+    outcomes: Counter[str]  # HTTP status or exception name -> count
+    wall_s: float  # from the first timed request sent to the last answer
+    client_cpu_s: float  # CPU this process used meanwhile (the load generator)
+
+
+async def _post(client: httpx.AsyncClient, body: bytes) -> str:
+    try:
+        return str((await client.post("/predict", content=body, headers=JSON)).status_code)
+    except httpx.HTTPError as exc:
+        return type(exc).__name__
+
+
+async def _drive(url: str, body: bytes, clients: int, requests: int, seconds: float) -> Slice:
+    # One client (one keep-alive connection) per concurrent worker, like independent callers.
+    pool = [
+        httpx.AsyncClient(base_url=url, timeout=REQUEST_TIMEOUT_S, trust_env=False)
+        for _ in range(clients)
+    ]
+    try:
+        await asyncio.gather(*(_post(c, body) for c in pool))  # untimed: opens the connections
+        latencies: list[float] = []
+        outcomes: Counter[str] = Counter()
+        remaining = requests
+        cpu, started = time.process_time(), time.perf_counter()
+        deadline = started + seconds
+
+        async def worker(client: httpx.AsyncClient) -> None:
+            nonlocal remaining
+            while remaining > 0 and time.perf_counter() < deadline:
+                remaining -= 1
+                sent = time.perf_counter()
+                outcome = await _post(client, body)
+                outcomes[outcome] += 1
+                if outcome == "200":
+                    latencies.append((time.perf_counter() - sent) * 1e3)
+
+        await asyncio.gather(*(worker(c) for c in pool))
+        wall = time.perf_counter() - started
+        return Slice(latencies, outcomes, wall, time.process_time() - cpu)
+    finally:
+        await asyncio.gather(*(c.aclose() for c in pool))
+
+
+def drive(url: str, body: bytes, clients: int, requests: int, seconds: float) -> Slice:
+    """POST `body` to /predict from `clients` concurrent callers, each waiting for its answer.
+
+    Stops after `requests` timed requests or once `seconds` have passed (requests in
+    flight then are awaited), whichever comes first.
+    """
+    return asyncio.run(_drive(url, body, clients, requests, seconds))

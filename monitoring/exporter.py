@@ -1,0 +1,220 @@
+"""The monitor's results as Prometheus series (names per DESIGN.md, bounded labels).
+
+A collector builds every series at scrape time from the monitor's snapshot, so
+the counters carry the totals persisted in SQLite: they survive restarts and are
+never counted twice.
+"""
+
+from __future__ import annotations
+
+import math
+
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from monitoring.monitor import Monitor
+
+COMPUTE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+def _gauge(name: str, doc: str, labels: list[str]) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, doc, labels=labels)
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and not math.isnan(value)
+
+
+class MonitorCollector(Collector):
+    def __init__(self, monitor: Monitor) -> None:
+        self.monitor = monitor
+
+    def collect(self):
+        status = self.monitor.status()
+        counters = status["counters"]
+        yield from self._counters(counters)
+        yield from self._windows(status["models"])
+        lag = _gauge(
+            "shiftwatch_monitor_ingest_lag_seconds", "Age of the oldest unread event-log data.", []
+        )
+        lag.add_metric([], status["ingest_lag_seconds"])
+        yield lag
+        last = _gauge(
+            "shiftwatch_monitor_last_computation_timestamp_seconds",
+            "Unix time of the last window computation.",
+            [],
+        )
+        last.add_metric([], status["last_computation"])
+        yield last
+        pending = _gauge(
+            "shiftwatch_monitor_pending_labels", "Predictions waiting for a label.", []
+        )
+        pending.add_metric([], status["pending_labels"])
+        yield pending
+        errors = CounterMetricFamily(
+            "shiftwatch_monitor_errors",
+            "Monitor problems by kind (bad_line, reference, ingest_io, compute).",
+            labels=["kind"],
+        )
+        errors.add_metric(["bad_line"], counters.get("bad_lines", 0))
+        for kind, value in status["errors"].items():
+            errors.add_metric([kind], value)
+        errors.add_metric(["reference"], len(status["reference_errors"]))
+        yield errors
+
+    @staticmethod
+    def _counters(counters: dict[str, int]):
+        events = CounterMetricFamily(
+            "shiftwatch_monitor_events_ingested", "Events ingested, by type.", labels=["type"]
+        )
+        events.add_metric(["prediction"], counters.get("events_prediction", 0))
+        events.add_metric(["label"], counters.get("events_label", 0))
+        yield events
+        labels = CounterMetricFamily(
+            "shiftwatch_monitor_labels", "Label events by outcome of the join.", labels=["result"]
+        )
+        for result in ("matched", "duplicate", "unmatched"):
+            labels.add_metric([result], counters.get(f"labels_{result}", 0))
+        yield labels
+        expired = CounterMetricFamily(
+            "shiftwatch_monitor_predictions_expired",
+            "Predictions whose label never came within the retention.",
+            labels=[],
+        )
+        expired.add_metric([], counters.get("predictions_expired", 0))
+        yield expired
+        labeled = CounterMetricFamily(
+            "shiftwatch_predictions_labeled",
+            "Predictions joined with a true label.",
+            labels=["model", "domain"],
+        )
+        correct = CounterMetricFamily(
+            "shiftwatch_predictions_correct",
+            "Labeled predictions that were right.",
+            labels=["model", "domain"],
+        )
+        for key, value in counters.items():
+            kind, _, rest = key.partition("|")
+            if kind in ("labeled", "correct"):
+                model, domain = rest.split("|")
+                (labeled if kind == "labeled" else correct).add_metric([model, domain], value)
+        yield labeled
+        yield correct
+
+    @staticmethod
+    def _windows(models: dict[str, dict]):
+        g = {
+            "rows": _gauge(
+                "shiftwatch_window_predictions", "Predictions in the current window.", ["model"]
+            ),
+            "labeled": _gauge(
+                "shiftwatch_window_labeled", "Labeled predictions in the current window.", ["model"]
+            ),
+            "coverage": _gauge(
+                "shiftwatch_label_coverage_ratio", "Labeled share of the current window.", ["model"]
+            ),
+            "share": _gauge(
+                "shiftwatch_drift_share", "Share of tested columns that drifted.", ["model"]
+            ),
+            "dataset": _gauge(
+                "shiftwatch_dataset_drift", "1 when the window shows dataset drift.", ["model"]
+            ),
+            "fscore": _gauge(
+                "shiftwatch_feature_drift_score", "Drift score per column.", ["model", "feature"]
+            ),
+            "fdrift": _gauge(
+                "shiftwatch_feature_drift_detected",
+                "1 when the column drifted.",
+                ["model", "feature"],
+            ),
+            "escore": _gauge(
+                "shiftwatch_embedding_drift_score", "Embedding drift score.", ["model"]
+            ),
+            "edrift": _gauge(
+                "shiftwatch_embedding_drift_detected", "1 when embeddings drifted.", ["model"]
+            ),
+            "pscore": _gauge(
+                "shiftwatch_prediction_drift_score", "Predicted-label drift score.", ["model"]
+            ),
+            "pdrift": _gauge(
+                "shiftwatch_prediction_drift_detected", "1 when predictions drifted.", ["model"]
+            ),
+            "live": _gauge(
+                "shiftwatch_live_accuracy_ratio",
+                "Accuracy on the window's labeled predictions.",
+                ["model"],
+            ),
+            "domain": _gauge(
+                "shiftwatch_live_accuracy_by_domain_ratio",
+                "Window accuracy per client domain.",
+                ["model", "domain"],
+            ),
+            "recall": _gauge(
+                "shiftwatch_class_recall_ratio", "Window recall per true class.", ["model", "class"]
+            ),
+            "ece": _gauge(
+                "shiftwatch_expected_calibration_error_ratio",
+                "ECE on the labeled window.",
+                ["model"],
+            ),
+            "est": _gauge(
+                "shiftwatch_estimated_accuracy_ratio",
+                "Label-free (ATC) accuracy estimate.",
+                ["model"],
+            ),
+            "ref": _gauge(
+                "shiftwatch_reference_accuracy_ratio",
+                "Accuracy on the reference window.",
+                ["model"],
+            ),
+            "gap": _gauge(
+                "shiftwatch_deployment_gap_ratio", "Reference minus live accuracy.", ["model"]
+            ),
+            "err": _gauge(
+                "shiftwatch_estimation_error_ratio", "Estimated minus live accuracy.", ["model"]
+            ),
+        }
+        for model, w in models.items():
+            live = w["live"]
+            g["rows"].add_metric([model], w["rows"])
+            g["labeled"].add_metric([model], live["labeled"])
+            if w["rows"]:
+                g["coverage"].add_metric([model], live["labeled"] / w["rows"])
+            g["ref"].add_metric([model], w["reference_accuracy"])
+            if _finite(w["estimated_accuracy"]):
+                g["est"].add_metric([model], w["estimated_accuracy"])
+            drift = w["drift"]
+            if drift is not None:
+                g["share"].add_metric([model], drift["drift_share"])
+                g["dataset"].add_metric([model], float(drift["dataset_drift"]))
+                for feature, column in drift["columns"].items():
+                    g["fscore"].add_metric([model, feature], column["score"])
+                    g["fdrift"].add_metric([model, feature], float(column["drifted"]))
+                for key, part in (("e", drift["embedding"]), ("p", drift["prediction"])):
+                    if part is not None:
+                        g[f"{key}score"].add_metric([model], part["score"])
+                        g[f"{key}drift"].add_metric([model], float(part["drifted"]))
+            if _finite(live["accuracy"]):
+                g["live"].add_metric([model], live["accuracy"])
+                g["ece"].add_metric([model], live["ece"])
+                g["gap"].add_metric([model], w["deployment_gap"])
+                g["err"].add_metric([model], w["estimation_error"])
+                for domain, value in live["by_domain"].items():
+                    g["domain"].add_metric([model, domain], value)
+                for cls, value in live["class_recall"].items():
+                    g["recall"].add_metric([model, cls], value)
+        yield from g.values()
+
+
+def build_registry(monitor: Monitor) -> tuple[CollectorRegistry, Histogram]:
+    """A registry with the monitor's collector and its drift-computation histogram."""
+    registry = CollectorRegistry()
+    registry.register(MonitorCollector(monitor))
+    histogram = Histogram(
+        "shiftwatch_monitor_drift_computation_seconds",
+        "Seconds per drift computation of one model's window.",
+        buckets=COMPUTE_BUCKETS,
+        registry=registry,
+    )
+    return registry, histogram

@@ -1,0 +1,205 @@
+"""The monitor: references, the ingest/compute loop, and the latest window's results."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from monitoring.accuracy import AtcEstimator, live_accuracy
+from monitoring.drift import DriftConfig, DriftResult, compute_drift
+from monitoring.ingest import Ingestor
+from monitoring.settings import MonitorSettings
+from monitoring.state import MonitorState
+from shiftwatch.bundle import ModelBundle, read_bundle
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelReference:
+    """One model's reference window (its bundle's reference.parquet) and what is fitted on it."""
+
+    name: str
+    bundle: ModelBundle
+    frame: pd.DataFrame
+    atc: AtcEstimator
+    embedding_columns: list[str]
+
+    @classmethod
+    def from_bundle(cls, name: str, bundle: ModelBundle) -> ModelReference:
+        frame = bundle.load_reference()
+        correct = (frame["predicted_label"] == frame["label"]).to_numpy()
+        return cls(
+            name=name,
+            bundle=bundle,
+            frame=frame,
+            atc=AtcEstimator.fit(frame["confidence"].to_numpy(), correct),
+            embedding_columns=[c for c in frame.columns if c.startswith("embedding_")],
+        )
+
+
+def bundle_path(settings: MonitorSettings, name: str):
+    if settings.models_dir is not None:
+        return settings.models_dir / name
+    import bentoml  # the serving image has it; only needed when reading the store
+
+    return bentoml.models.get(f"shiftwatch-{name}:latest").path
+
+
+def load_references(settings: MonitorSettings) -> tuple[dict[str, ModelReference], dict[str, str]]:
+    """References of every configured model; a bad one is reported, not fatal."""
+    references, errors = {}, {}
+    for name in settings.models:
+        try:
+            references[name] = ModelReference.from_bundle(
+                name, read_bundle(bundle_path(settings, name))
+            )
+        except Exception as exc:  # missing, invalid or unreadable: report it, monitor the rest
+            errors[name] = f"{type(exc).__name__}: {exc}"
+            log.error("no reference for model %s, it is not monitored: %s", name, errors[name])
+    return references, errors
+
+
+@dataclass
+class ModelWindow:
+    """The latest computation for one model."""
+
+    rows: int
+    drift: DriftResult | None
+    live: dict
+    estimated_accuracy: float
+    reference_accuracy: float
+    frame: pd.DataFrame  # the window itself, for /report
+
+    def to_dict(self) -> dict:
+        live_acc = self.live["accuracy"]
+        return {
+            "rows": self.rows,
+            "drift": None if self.drift is None else self.drift.to_dict(),
+            "live": self.live,
+            "estimated_accuracy": self.estimated_accuracy,
+            "reference_accuracy": self.reference_accuracy,
+            "deployment_gap": self.reference_accuracy - live_acc
+            if not np.isnan(live_acc)
+            else None,
+            "estimation_error": self.estimated_accuracy - live_acc
+            if not np.isnan(live_acc)
+            else None,
+        }
+
+
+class Monitor:
+    def __init__(self, settings: MonitorSettings, drift_config: DriftConfig | None = None) -> None:
+        self.settings = settings
+        self.drift_config = drift_config or DriftConfig()
+        self.references, self.reference_errors = load_references(settings)
+        domains = {d for ref in self.references.values() for d in ref.frame["domain"].unique()}
+        self.state = MonitorState(settings.state_path, domains | set(settings.extra_domains))
+        self.ingestor = Ingestor(
+            settings.event_log_dir, self.state, settings.label_retention_seconds
+        )
+        self.lock = threading.Lock()  # guards the snapshot below, read by the HTTP thread
+        self.windows: dict[str, ModelWindow] = {}
+        self.counters: dict[str, int] = self.state.counters()
+        self.lag_seconds = 0.0
+        self.pending_labels = self.state.pending_labels()
+        self.last_computation = 0.0
+        self.computation_seconds: list[float] = []  # drained by the exporter's histogram
+        self.errors: dict[str, int] = {}
+        self._since_compute = 0
+        self._last_compute_time = 0.0
+
+    def error(self, kind: str) -> None:
+        self.errors[kind] = self.errors.get(kind, 0) + 1
+
+    def ingest(self) -> int:
+        """One pass over the event log; returns events ingested."""
+        try:
+            result = self.ingestor.run_once()
+        except OSError as exc:  # full disk, unreadable state: say so, count it, keep going
+            self.error("ingest_io")
+            log.error("ingest failed: %s", exc)
+            return 0
+        with self.lock:
+            self.counters = self.state.counters()
+            self.lag_seconds = result.lag_seconds
+            self.pending_labels = self.state.pending_labels()
+        self._since_compute += result.events
+        return result.events
+
+    def due(self) -> bool:
+        if self.last_computation == 0.0:  # first pass after start: show what the state holds
+            return True
+        elapsed = time.monotonic() - self._last_compute_time
+        return self._since_compute >= self.settings.recompute_events or (
+            self._since_compute > 0 and elapsed >= self.settings.recompute_seconds
+        )
+
+    def compute(self) -> dict[str, ModelWindow]:
+        """Drift, live and estimated accuracy on every model's current window."""
+        windows = {}
+        for name, reference in self.references.items():
+            frame = self.state.window(name, self.settings.window_size, self.settings.window_seconds)
+            if len(frame):  # client domains outside the known set become "other" (bounded labels)
+                known = self.state.known_domains
+                frame["domain"] = frame["domain"].map(
+                    lambda d: d if d is None or d in known else "other"
+                )
+            drift = None
+            if len(frame) >= self.drift_config.min_window:
+                started = time.perf_counter()
+                drift = compute_drift(
+                    reference.frame, frame, self.drift_config, reference.embedding_columns
+                )
+                with self.lock:
+                    self.computation_seconds.append(time.perf_counter() - started)
+            labeled = frame[frame["label"].notna()] if len(frame) else frame
+            windows[name] = ModelWindow(
+                rows=len(frame),
+                drift=drift,
+                live=live_accuracy(
+                    labeled.assign(domain=labeled["domain"].fillna("unknown"))
+                ).to_dict(),
+                estimated_accuracy=reference.atc.estimate(frame["confidence"].to_numpy())
+                if len(frame)
+                else float("nan"),
+                reference_accuracy=reference.atc.reference_accuracy,
+                frame=frame,
+            )
+        with self.lock:
+            self.windows = windows
+            self.last_computation = time.time()
+        self._since_compute = 0
+        self._last_compute_time = time.monotonic()
+        return windows
+
+    def step(self) -> None:
+        self.ingest()
+        if self.due():
+            try:
+                self.compute()
+            except Exception:  # a failed computation must not stop ingestion
+                self.error("compute")
+                log.exception("window computation failed")
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            self.step()
+            stop.wait(self.settings.poll_seconds)
+
+    def status(self) -> dict:
+        with self.lock:
+            return {
+                "last_computation": self.last_computation,
+                "ingest_lag_seconds": self.lag_seconds,
+                "counters": dict(self.counters),
+                "pending_labels": self.pending_labels,
+                "reference_errors": self.reference_errors,
+                "errors": dict(self.errors),
+                "models": {name: window.to_dict() for name, window in self.windows.items()},
+            }

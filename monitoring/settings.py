@@ -1,0 +1,41 @@
+"""Monitor settings from the environment (prefix SHIFTWATCH_MONITOR_)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class MonitorSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SHIFTWATCH_MONITOR_", extra="ignore")
+
+    event_log_dir: Path = Path("artifacts/events")  # the service's SHIFTWATCH_EVENT_LOG_DIR
+    state_path: Path = Path("artifacts/monitor/state.sqlite")
+    # Where bundles (reference windows) come from: a folder of <variant>/ bundles, or,
+    # when unset, the BentoML model store (tags shiftwatch-<variant>:latest).
+    models_dir: Path | None = None
+    models: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["baseline", "research", "no_pe"]
+    )
+    host: str = "127.0.0.1"
+    port: int = 3002
+
+    window_size: int = Field(1000, ge=10)  # most recent prediction events per model
+    window_seconds: float = Field(3600.0, gt=0)  # and no older than this (event time)
+    recompute_seconds: float = Field(10.0, gt=0)  # recompute at least this often...
+    recompute_events: int = Field(200, ge=1)  # ...or after this many new events
+    poll_seconds: float = Field(0.5, gt=0)  # how often the event log is read
+    label_retention_seconds: float = Field(86400.0, gt=0)  # unlabeled predictions expire after this
+    extra_domains: Annotated[list[str], NoDecode] = Field(
+        default_factory=list
+    )  # metric label values besides the reference's
+
+    @field_validator("models", "extra_domains", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value

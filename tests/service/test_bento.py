@@ -1,0 +1,43 @@
+"""`bentoml build` from this checkout: the Bento packs the models, a Dockerfile, and no torch."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+def test_bentoml_build_packs_models_and_a_torch_free_environment(tiny_store: dict) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bentoml", "build", "--output", "tag"],
+        cwd=ROOT,
+        env=os.environ,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    tag = result.stdout.strip().splitlines()[-1].removeprefix("__tag__:")
+    name, version = tag.split(":")
+    bento = Path(os.environ["BENTOML_HOME"]) / "bentos" / name / version
+    manifest = yaml.safe_load((bento / "bento.yaml").read_text())
+    packed = {m["tag"] for m in manifest["models"]}
+    assert packed == {stored_tag for _, stored_tag in tiny_store.values()}
+    dockerfile = (bento / "env" / "docker" / "Dockerfile").read_text()
+    assert "FROM" in dockerfile and "ENTRYPOINT" in dockerfile
+    requirements = (bento / "env" / "python" / "requirements.txt").read_text().lower().splitlines()
+    assert any(line.startswith("onnxruntime") for line in requirements)
+    # torch and its CUDA wheels stay out (nvidia-ml-py, a small BentoML dependency, is fine).
+    assert not any(line.startswith(("torch", "nvidia-cu")) for line in requirements)
+    sources = {p.relative_to(bento / "src").as_posix() for p in (bento / "src").rglob("*.py")}
+    assert "service/service.py" in sources and "shiftwatch/bundle.py" in sources
+    assert not any(s.startswith(("training/", "exports/", "tests/")) for s in sources)
+    envs = {e["name"]: e["value"] for e in manifest["envs"]}
+    assert envs["BENTOML_DO_NOT_TRACK"] == "true"
