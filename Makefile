@@ -76,8 +76,14 @@ clean:
 # Benchmarks behind DESIGN.md's targets; each writes its own section of docs/benchmarks.md.
 # Extra flags through BENCH_ARGS, e.g. `make bench-inference BENCH_ARGS="--quick --threads 4"`.
 .PHONY: bench bench-inference
-bench: bench-inference
+bench: bench-inference bench-service
 
 # torch eager vs onnxruntime fp32 vs int8 on a batch x seq grid (~5 min on 2 cores).
 bench-inference: setup
 	$(PY) -m benchmarks.bench_inference $(BENCH_ARGS)
+
+# HTTP /predict of four server configurations (default, batching off, event log off,
+# no shadows) vs session.run, each a `bentoml serve` on loopback (~4 min on 2 cores).
+.PHONY: bench-service
+bench-service: setup
+	$(PY) -m benchmarks.bench_service $(BENCH_ARGS)

@@ -1,13 +1,14 @@
 """Service benchmark: HTTP /predict on real `bentoml serve` processes vs a bare session.run.
 
-One run, one machine. Four server configurations run side by side on loopback, each
-its own `bentoml serve` process started (and stopped) here: the default deployment
-(adaptive batching, event log, shadow models), then each of those three turned off
-alone. Every cell (configuration x concurrent clients) is split into interleaved
-rounds, the configurations' order rotating each round, and the primary model's bare
-`session.run` is timed in the same rounds as the one-client cells, so a change in
-machine load hits every configuration alike. The table goes to stdout and to this
-benchmark's section of docs/benchmarks.md.
+One run, one machine, loopback only. Four server configurations run side by side, each
+its own `bentoml serve` process started and stopped here: the default deployment
+(adaptive batching, event log, shadow models), then each of those turned off alone.
+Every cell (configuration x concurrent clients) is split into interleaved rounds with
+the configurations' order rotating, and the primary model's bare `session.run` is
+timed in the same rounds as the one-client cells, so a change in machine load hits
+every configuration alike. The table goes to stdout and to this benchmark's section
+of docs/benchmarks.md. Batching numbers and threads come from the caller's SHIFTWATCH_*
+environment, e.g. `SHIFTWATCH_MAX_LATENCY_MS=1000 make bench-service`.
 
     python -m benchmarks.bench_service [--quick] [--requests 400] [--seq-len 32]
 """
@@ -22,7 +23,8 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -38,7 +40,7 @@ import typer
 from rich.console import Console
 
 from benchmarks.inference_report import BUSY_CORES
-from benchmarks.live_service import HOST, READY_TIMEOUT_S, Server, Slice, drive
+from benchmarks.live_service import BATCH_SIZE, HOST, JSON, READY_TIMEOUT_S, Cell, Server, drive
 from benchmarks.report import (
     CpuSnapshot,
     machine_summary,
@@ -58,11 +60,11 @@ from shiftwatch.settings import ServiceSettings
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "bench_service"
 CLIENTS = (1, 8, 32)
+REQUEST_SCALE = {1: 1, 8: 3, 32: 6}  # timed requests per cell, in multiples of --requests
 # DESIGN.md's service targets.
 OVERHEAD_MS = 2.0  # HTTP p50 - session.run p50, one client
 BATCHING_SPEEDUP = 1.2  # batched / unbatched throughput, 32 clients
-EVENT_LOG_PCT = 5.0  # p50 with the event log / without, one client, in % added
-REQUEST_SCALE = {1: 1, 8: 3, 32: 6}  # timed requests per cell, as multiples of --requests
+EVENT_LOG_PCT = 5.0  # % the event log may add to p50, one client
 console = Console(stderr=True)
 
 
@@ -72,14 +74,14 @@ class LoadBudget:
 
     warmup_requests: int  # per server, untimed, from 8 clients, before any cell
     requests: int  # timed requests of a one-client cell (x REQUEST_SCALE with more clients)
-    seconds: float  # no new request starts in a cell after this much of its time
+    seconds: float  # no new request starts in a cell once this much of its time is spent
     rounds: int  # each cell's requests and time are split over this many interleaved rounds
     raw: RepetitionBudget  # bare session.run, per round
 
 
-# Full: 4 configurations x 3 levels x 12 s at most, ~3 minutes with start-up on 2 cores.
+# Full: 4 configurations x 3 levels x 12 s at most, ~3.5 minutes with start-up on 2 cores.
 FULL = LoadBudget(200, 400, 12.0, 3, RepetitionBudget(20, 20, 1000, 1.0))
-QUICK = LoadBudget(30, 60, 2.4, 2, RepetitionBudget(5, 5, 200, 0.2))  # ~60 s smoke run
+QUICK = LoadBudget(30, 60, 2.4, 2, RepetitionBudget(5, 5, 200, 0.2))  # ~40-60 s smoke run
 
 
 @dataclass(frozen=True)
@@ -91,46 +93,17 @@ class ServerConfig:
     event_log: bool
     shadows: bool
 
+    @property
+    def folder(self) -> str:
+        return self.name.replace(" ", "_")
+
 
 DEFAULT = ServerConfig("default", batching=True, event_log=True, shadows=True)
 UNBATCHED = ServerConfig("batching off", batching=False, event_log=True, shadows=True)
 NO_EVENT_LOG = ServerConfig("event log off", batching=True, event_log=False, shadows=True)
 NO_SHADOWS = ServerConfig("no shadows", batching=True, event_log=True, shadows=False)
 CONFIGS = (DEFAULT, UNBATCHED, NO_EVENT_LOG, NO_SHADOWS)
-
-
-@dataclass
-class Cell:
-    """One configuration at one concurrency, pooled over rounds."""
-
-    latencies_ms: list[float] = field(default_factory=list)  # answers with status 200
-    outcomes: Counter[str] = field(default_factory=Counter)  # HTTP status or exception name
-    round_p50_ms: list[float] = field(default_factory=list)
-    wall_s: float = 0.0
-    client_cpu_s: float = 0.0
-    server_cpu_s: float = 0.0
-    instances: float = 0.0  # predict calls' instances, from the server's batch-size histogram
-    predict_calls: float = 0.0
-
-    def add(self, load: Slice, server_cpu_s: float, instances: float, calls: float) -> None:
-        self.latencies_ms += load.latencies_ms
-        self.outcomes += load.outcomes
-        if load.latencies_ms:
-            self.round_p50_ms.append(Timing(tuple(load.latencies_ms)).median_ms)
-        self.wall_s += load.wall_s
-        self.client_cpu_s += load.client_cpu_s
-        self.server_cpu_s += server_cpu_s
-        self.instances += instances
-        self.predict_calls += calls
-
-    @property
-    def timing(self) -> Timing | None:
-        return Timing(tuple(self.latencies_ms)) if self.latencies_ms else None
-
-    @property
-    def throughput(self) -> float:
-        """Answers with status 200 per second."""
-        return len(self.latencies_ms) / self.wall_s if self.wall_s else 0.0
+DEFAULT_SHADOWS: list[str] = ServiceSettings.model_fields["shadow_models"].default_factory()
 
 
 def stored_bundle(name: str) -> tuple[ModelBundle, str]:
@@ -156,16 +129,16 @@ def request_sequence(seq_len: int) -> tuple[list[str], str, int]:
 def server_env(
     config: ServerConfig, settings: ServiceSettings, max_tokens: int, events: Path
 ) -> dict[str, str]:
-    """Every setting the benchmark depends on, explicit (nothing left to the caller's env)."""
-    shadows = ServiceSettings.model_fields["shadow_models"].default_factory()
+    """Every setting the numbers depend on, explicit, so no two servers differ by accident."""
+    flag = {True: "true", False: "false"}
     return {
         "BENTOML_DO_NOT_TRACK": "true",
         "DO_NOT_TRACK": "1",
         "EVIDENTLY_DISABLE_TELEMETRY": "1",
         "SHIFTWATCH_PRIMARY_MODEL": settings.primary_model,
-        "SHIFTWATCH_SHADOW_MODELS": ",".join(shadows) if config.shadows else "",
-        "SHIFTWATCH_BATCHING": str(config.batching).lower(),
-        "SHIFTWATCH_EVENT_LOG_ENABLED": str(config.event_log).lower(),
+        "SHIFTWATCH_SHADOW_MODELS": ",".join(DEFAULT_SHADOWS) if config.shadows else "",
+        "SHIFTWATCH_BATCHING": flag[config.batching],
+        "SHIFTWATCH_EVENT_LOG_ENABLED": flag[config.event_log],
         "SHIFTWATCH_EVENT_LOG_DIR": str(events),
         "SHIFTWATCH_MAX_TOKENS": str(max_tokens),
         "SHIFTWATCH_MAX_BATCH_SIZE": str(settings.max_batch_size),
@@ -173,18 +146,14 @@ def server_env(
         "SHIFTWATCH_INFERENCE_BATCH": str(settings.inference_batch),
         "SHIFTWATCH_INTRA_OP_THREADS": str(settings.intra_op_threads),
         "SHIFTWATCH_INTER_OP_THREADS": str(settings.inter_op_threads),
-        "SHIFTWATCH_PREFER_GPU": str(settings.prefer_gpu).lower(),
+        "SHIFTWATCH_PREFER_GPU": flag[settings.prefer_gpu],
     }
 
 
 def warm_up(server: Server, body: bytes, primary: str, requests: int) -> None:
-    """Check one answer is the primary's, then send untimed requests from 8 clients."""
+    """Check that an answer comes from the primary, then send untimed requests from 8 clients."""
     answer = httpx.post(
-        f"{server.url}/predict",
-        content=body,
-        headers={"content-type": "application/json"},
-        timeout=30,
-        trust_env=False,
+        f"{server.url}/predict", content=body, headers=JSON, timeout=30, trust_env=False
     )
     if answer.status_code != 200 or answer.json()[0].get("model") != primary:
         raise RuntimeError(f"server '{server.name}' answered {answer.status_code}: {answer.text}")
@@ -192,7 +161,7 @@ def warm_up(server: Server, body: bytes, primary: str, requests: int) -> None:
 
 
 def measure(
-    servers: dict[str, Server], body: bytes, budget: LoadBudget, raw_call
+    servers: dict[str, Server], body: bytes, budget: LoadBudget, session_run: Callable[[], object]
 ) -> tuple[dict[tuple[str, int], Cell], Timing]:
     """Every cell in interleaved rounds; the bare session.run in the one-client rounds."""
     cells = {(c.name, clients): Cell() for c in CONFIGS for clients in CLIENTS}
@@ -201,21 +170,15 @@ def measure(
         requests = math.ceil(budget.requests * REQUEST_SCALE[clients] / budget.rounds)
         for r in range(budget.rounds):
             if clients == 1:
-                raw += time_calls(raw_call, budget.raw).samples_ms
+                raw += time_calls(session_run, budget.raw).samples_ms
             for config in CONFIGS[r % len(CONFIGS) :] + CONFIGS[: r % len(CONFIGS)]:
-                server = servers[config.name]
-                instances = server.metric("shiftwatch_inference_batch_size_sum")
-                calls = server.metric("shiftwatch_inference_batch_size_count")
-                cpu = server.cpu_seconds()
-                load = drive(server.url, body, clients, requests, budget.seconds / budget.rounds)
-                cells[config.name, clients].add(
-                    load,
-                    server.cpu_seconds() - cpu,
-                    server.metric("shiftwatch_inference_batch_size_sum") - instances,
-                    server.metric("shiftwatch_inference_batch_size_count") - calls,
+                cell = cells[config.name, clients]
+                cell.measure(
+                    servers[config.name], body, clients, requests, budget.seconds / budget.rounds
                 )
             p50s = ", ".join(
-                f"{c.name} {cells[c.name, clients].round_p50_ms[-1:] or ['-']}" for c in CONFIGS
+                f"{c.name} {p[-1]:.2f}" if (p := cells[c.name, clients].round_p50_ms) else "-"
+                for c in CONFIGS
             )
             console.print(f"{clients:>2} clients, round {r + 1}/{budget.rounds}: p50 ms {p50s}")
     return cells, Timing(tuple(raw))
@@ -230,21 +193,13 @@ class Run:
     budget: LoadBudget
     settings: ServiceSettings  # the caller's environment: batching numbers and threads
     max_tokens: int
-    model_tags: dict[str, str]  # variant -> store tag; the primary first
+    model_tags: dict[str, str]  # variant -> store tag, the primary first
     provider: str  # onnxruntime execution provider of the bare session
-    tokens: int
-    domain: str
-    row: int  # of the test split
-    body_bytes: int
+    request: str  # what one request holds
     raw: Timing  # bare session.run of the primary, batch 1
     cells: dict[tuple[str, int], Cell]
-    served: dict[str, float]  # instances each server answered, warm-up included
-    events_written: dict[str, int]  # event-log lines each server left
-    write_errors: dict[str, float]
-    log_errors: dict[str, int]
-    stray_killed: dict[str, int]  # processes still alive after their server stopped
-    port_freed: dict[str, bool]
-    other_load_cores: float | None  # cores used by everything but this process and its servers
+    servers: dict[str, dict]  # configuration -> what its server did (see `server_rows`)
+    other_load_cores: float | None  # used by everything but this process and its servers
     wall_s: float
 
 
@@ -256,139 +211,130 @@ def verdict(value: float, target: float, at_most: bool, unit: str) -> str:
 
 def target_rows(run: Run) -> list[list[str]]:
     """DESIGN.md's service targets and what shadows cost: [target, measured, status]."""
-
-    def p50(config: ServerConfig, clients: int) -> float | None:
-        timing = run.cells[config.name, clients].timing
-        return timing.median_ms if timing else None
-
+    p50 = {key: cell.timing.median_ms for key, cell in run.cells.items() if cell.timing}
+    raw = run.raw.median_ms
     rows = []
     for config, note in ((NO_SHADOWS, "no shadows"), (DEFAULT, "default, for reference")):
-        http = p50(config, 1)
-        target = f"HTTP p50 - session.run p50 <= {OVERHEAD_MS} ms (1 client, {note})"
-        if http is None:
+        target = f"HTTP p50 - session.run p50 <= {OVERHEAD_MS:g} ms (1 client, {note})"
+        if (http := p50.get((config.name, 1))) is None:
             rows.append([target, "no answers", "-"])
             continue
-        overhead = http - run.raw.median_ms
-        rows.append(
-            [
-                target,
-                f"{overhead:.2f} ms ({http:.2f} - {run.raw.median_ms:.2f})",
-                verdict(overhead, OVERHEAD_MS, True, " ms"),
-            ]
-        )
-    batched, unbatched = (run.cells[c.name, 32].throughput for c in (DEFAULT, UNBATCHED))
-    target = f"batching >= {BATCHING_SPEEDUP}x unbatched throughput (32 clients)"
-    if unbatched:
-        speedup = batched / unbatched
-        rows.append(
-            [
-                target,
-                f"{speedup:.2f}x ({batched:,.0f} vs {unbatched:,.0f} req/s)",
-                verdict(speedup, BATCHING_SPEEDUP, False, "x"),
-            ]
-        )
+        measured = f"{http - raw:.2f} ms ({http:.2f} - {raw:.3f})"
+        rows.append([target, measured, verdict(http - raw, OVERHEAD_MS, True, " ms")])
+    batched, unbatched = (run.cells[c.name, 32] for c in (DEFAULT, UNBATCHED))
+    target = f"batching >= {BATCHING_SPEEDUP:g}x unbatched throughput (32 clients)"
+    if unbatched.throughput:
+        speedup = batched.throughput / unbatched.throughput
+        measured = f"{speedup:.2f}x ({batched.throughput:,.0f} vs {unbatched.throughput:,.0f} req/s"
+        for cell in (batched, unbatched):
+            if cell.failures:
+                total = cell.failures + len(cell.latencies_ms)
+                measured += f"; {cell.failures} of {total} not answered 200"
+        rows.append([target, measured + ")", verdict(speedup, BATCHING_SPEEDUP, False, "x")])
     else:
         rows.append([target, "no unbatched answers", "-"])
-    with_log, without_log = p50(DEFAULT, 1), p50(NO_EVENT_LOG, 1)
     target = f"event log adds <= {EVENT_LOG_PCT:g}% to p50 (1 client)"
-    if with_log and without_log:
-        added = 100 * (with_log / without_log - 1)
-        rows.append(
-            [
-                target,
-                f"{added:+.1f}% ({with_log:.2f} vs {without_log:.2f} ms)",
-                verdict(added, EVENT_LOG_PCT, True, " points"),
-            ]
-        )
+    if (on := p50.get((DEFAULT.name, 1))) and (off := p50.get((NO_EVENT_LOG.name, 1))):
+        added = 100 * (on / off - 1)
+        measured = f"{added:+.1f}% ({on:.2f} vs {off:.2f} ms)"
+        rows.append([target, measured, verdict(added, EVENT_LOG_PCT, True, " points")])
     else:
         rows.append([target, "no answers", "-"])
     for clients in (1, 32):
-        shadowed, bare = p50(DEFAULT, clients), p50(NO_SHADOWS, clients)
-        target = f"what shadows cost, p50 ({clients} client{'s' if clients > 1 else ''})"
-        if shadowed and bare:
-            ratio = run.cells[DEFAULT.name, clients].throughput / (
-                run.cells[NO_SHADOWS.name, clients].throughput or math.nan
+        target = f"what shadows cost ({clients} client{'s' * (clients > 1)})"
+        if (on := p50.get((DEFAULT.name, clients))) and (
+            off := p50.get((NO_SHADOWS.name, clients))
+        ):
+            kept = (
+                run.cells[DEFAULT.name, clients].throughput
+                / run.cells[NO_SHADOWS.name, clients].throughput
             )
-            rows.append(
-                [
-                    target,
-                    f"{shadowed - bare:+.2f} ms ({100 * (shadowed / bare - 1):+.0f}%: "
-                    f"{shadowed:.2f} vs {bare:.2f} ms); throughput {ratio:.2f}x",
-                    "no target",
-                ]
+            measured = (
+                f"p50 {on - off:+.2f} ms ({100 * (on / off - 1):+.0f}%: {on:.2f} vs "
+                f"{off:.2f} ms); throughput {kept:.2f}x"
             )
+            rows.append([target, measured, "no target"])
         else:
             rows.append([target, "no answers", "-"])
     return rows
 
 
 def grid_rows(run: Run) -> list[list[object]]:
-    """session.run, then one row per (configuration, clients)."""
+    """The bare session.run, then one row per (configuration, clients)."""
     raw = run.raw
     rows: list[list[object]] = [
-        ["session.run (batch 1, in process)", "-", raw.reps, "-", f"{raw.median_ms:.3f}"]
+        ["session.run, batch 1 (in process)", "-", raw.reps, "-", f"{raw.median_ms:.3f}"]
         + [f"{raw.p99_ms:.3f}", f"{1e3 / raw.median_ms:,.0f}", "1", "-", "-", "-"]
     ]
     for config in CONFIGS:
         for clients in CLIENTS:
             cell = run.cells[config.name, clients]
-            timing = cell.timing
-            failed = {k: v for k, v in cell.outcomes.items() if k != "200"}
-            wall = cell.wall_s or math.nan
+            t, wall = cell.timing, cell.wall_s or math.nan
+            failed = ", ".join(f"{k}: {n}" for k, n in sorted(cell.outcomes.items()) if k != "200")
             rows.append(
-                [
-                    config.name,
-                    clients,
-                    len(cell.latencies_ms),
-                    ", ".join(f"{n} x{k}" for k, n in sorted(failed.items())) or "0",
-                    f"{timing.median_ms:.3f}" if timing else "-",
-                    f"{timing.p99_ms:.3f}" if timing else "-",
-                    f"{cell.throughput:,.0f}",
-                    f"{cell.instances / cell.predict_calls:.1f}" if cell.predict_calls else "-",
-                    " / ".join(f"{p:.2f}" for p in cell.round_p50_ms) or "-",
-                    f"{cell.server_cpu_s / wall:.2f}",
-                    f"{cell.client_cpu_s / wall:.2f}",
-                ]
+                [config.name, clients, len(cell.latencies_ms), failed or "0"]
+                + ([f"{t.median_ms:.3f}", f"{t.p99_ms:.3f}"] if t else ["-", "-"])
+                + [f"{cell.throughput:,.0f}"]
+                + [f"{cell.instances / cell.predict_calls:.1f}" if cell.predict_calls else "-"]
+                + [" / ".join(f"{p:.2f}" for p in cell.round_p50_ms) or "-"]
+                + [f"{cell.server_cpu_s / wall:.2f}", f"{cell.client_cpu_s / wall:.2f}"]
             )
     return rows
 
 
-def config_rows(run: Run) -> list[list[object]]:
-    shadows = ", ".join(list(run.model_tags)[1:])
+def server_rows(run: Run) -> list[list[object]]:
+    """One row per configuration: its switches and what its server did."""
     rows = []
     for c in CONFIGS:
+        s = run.servers[c.name]
+        errors: Counter[str] = s["log_errors"]
+        logged = f"{errors.total()}" + "".join(
+            f"; {n} x `{message[:90].replace('|', '/')}`" for message, n in errors.most_common(2)
+        )
+        stopped = "yes" if s["port_freed"] else "**no: port still bound**"
+        if s["stray_killed"]:
+            stopped += f" ({s['stray_killed']} leftover processes killed)"
         rows.append(
-            [
-                c.name,
-                "on" if c.batching else "off",
-                "on" if c.event_log else "off",
-                shadows if c.shadows else "none",
-                f"{run.served[c.name]:,.0f}",
-                f"{run.events_written[c.name]:,}" if c.event_log else "-",
-                f"{run.write_errors[c.name]:.0f}",
-                run.log_errors[c.name],
-                ("yes" if run.port_freed[c.name] else "**no: port still bound**")
-                + (f" ({run.stray_killed[c.name]} killed)" if run.stray_killed[c.name] else ""),
-            ]
+            [c.name, *("on" if on else "off" for on in (c.batching, c.event_log))]
+            + [", ".join(DEFAULT_SHADOWS) if c.shadows else "none", f"{s['served']:,.0f}"]
+            + [f"{s['events']:,}" if c.event_log else "-", f"{s['write_errors']:.0f}"]
+            + [logged, stopped]
         )
     return rows
 
 
-def other_load_text(cores: float | None) -> str:
-    if cores is None:
-        return "unknown (no /proc/stat)"
-    text = f"processes other than this one and its servers used {cores:.2f} cores on average"
-    if cores > BUSY_CORES:
-        text += " -- **the machine was busy: numbers are not representative**; rerun on an idle one"
-    return text
+def other_load(start: CpuSnapshot, end: CpuSnapshot, servers_cpu_s: float) -> float | None:
+    """Cores used on average by everything but this process and its servers."""
+    others = other_load_cores(start, end)
+    if others is None:
+        return None
+    return max(others - servers_cpu_s / (end.wall_s - start.wall_s), 0.0)
 
 
 def render(run: Run) -> str:
     """This benchmark's section of docs/benchmarks.md."""
     s, b = run.settings, run.budget
-    primary, *shadows = run.model_tags
+    primary, *shadows = run.model_tags.values()
     profile = "quick (smoke run: few requests, not for the record)" if run.quick else "full"
-    requests = "/".join(str(b.requests * REQUEST_SCALE[c]) for c in CLIENTS)
+    load = "unknown (no /proc/stat)"
+    if run.other_load_cores is not None:
+        load = f"processes other than this one and its servers used {run.other_load_cores:.2f} "
+        load += "cores on average"
+        if run.other_load_cores > BUSY_CORES:
+            load += " -- **the machine was busy: numbers are not representative**; rerun idle"
+    spread = [
+        max(c.round_p50_ms) - min(c.round_p50_ms)
+        for (_, clients), c in run.cells.items()
+        if clients == 1 and len(c.round_p50_ms) > 1
+    ]
+    server_headers = (
+        "configuration, batching, event log, shadow models, instances served, events written, "
+        "event-log write errors, server log errors, stopped and port freed"
+    ).split(", ")
+    grid_headers = (
+        "configuration, clients, answered 200, not 200, p50 ms, p99 ms, req/s, mean batch, "
+        "p50 by round ms, server cores, client cores"
+    ).split(", ")
     lines = [
         "## Service: HTTP /predict vs session.run",
         "",
@@ -398,68 +344,35 @@ def render(run: Run) -> str:
         f"- Versions: python {platform.python_version()}, bentoml {bentoml.__version__}, "
         f"onnxruntime {ort.__version__} ({run.provider}), httpx {httpx.__version__}",
         f"- Date: {datetime.now(UTC).isoformat(timespec='seconds')}; wall time {run.wall_s:.0f} s",
-        f"- Other load: {other_load_text(run.other_load_cores)}",
-        f"- Models: primary {run.model_tags[primary]}; shadows "
-        + ", ".join(run.model_tags[n] for n in shadows)
-        + f"; SHIFTWATCH_MAX_TOKENS={run.max_tokens} (the smallest positional limit)",
-        f"- Request: one instance of {run.tokens} tokens (test split row {run.row}, domain "
-        f"{run.domain}), {run.body_bytes} bytes of JSON",
+        f"- Other load: {load}",
+        f"- Models: primary {primary}; shadows {', '.join(shadows)}; "
+        f"SHIFTWATCH_MAX_TOKENS={run.max_tokens} (the smallest positional limit)",
+        f"- Request: {run.request}",
         f"- Servers: one `bentoml serve` process per configuration, side by side on {HOST}, "
-        f"one worker each; max_batch_size {s.max_batch_size}, max_latency_ms "
-        f"{s.max_latency_ms}, inference_batch {s.inference_batch}, onnxruntime threads "
-        f"{s.intra_op_threads} intra-op / {s.inter_op_threads} inter-op (session.run alike)",
+        f"each with one worker and its own BENTOML_HOME (the model store linked in); "
+        f"max_batch_size {s.max_batch_size}, max_latency_ms {s.max_latency_ms}, "
+        f"inference_batch {s.inference_batch}; onnxruntime threads {s.intra_op_threads} "
+        f"intra-op, {s.inter_op_threads} inter-op, in the servers and in session.run",
         "- Clients: asyncio + httpx in this process, one client (one keep-alive connection) "
-        "per concurrent caller, each sending its next request when the last is answered; "
+        "per concurrent caller, each sending its next request once the last is answered; "
         "latency is measured by the client, so it includes the client's own time",
         f"- Per cell: {b.warmup_requests} untimed requests per server first; then up to "
-        f"{requests} timed requests (1/8/32 clients) or {b.seconds:g} s, split over "
-        f"{b.rounds} interleaved rounds with the configurations' order rotating; session.run "
-        f"timed in the same rounds as the one-client cells",
+        + "/".join(str(b.requests * REQUEST_SCALE[c]) for c in CLIENTS)
+        + f" timed requests (1/8/32 clients) or {b.seconds:g} s, split over {b.rounds} "
+        "interleaved rounds with the configurations' order rotating; session.run timed in "
+        "the same rounds as the one-client cells",
         "",
-        markdown_table(
-            [
-                "configuration",
-                "batching",
-                "event log",
-                "shadow models",
-                "instances served",
-                "events written",
-                "event-log write errors",
-                "server log errors",
-                "stopped, port freed",
-            ],
-            config_rows(run),
-        ),
+        markdown_table(server_headers, server_rows(run)),
         "",
-        markdown_table(
-            [
-                "configuration",
-                "clients",
-                "answered",
-                "not 200",
-                "p50 ms",
-                "p99 ms",
-                "req/s",
-                "mean batch",
-                "p50 by round ms",
-                "server cores",
-                "client cores",
-            ],
-            grid_rows(run),
-        ),
+        markdown_table(grid_headers, grid_rows(run)),
         "",
-        "mean batch: instances per call of the predict function (BentoML's adaptive batches); "
-        "server and client cores: CPU used by the server's processes and by this process, "
-        "over the cell's wall time.",
+        "req/s: answers with status 200 per second. mean batch: instances per call of the "
+        "service's predict function (BentoML's adaptive batches). server / client cores: CPU "
+        "used by the server's processes / by this process, over the cell's wall time.",
         "",
         "### Targets",
         "",
         markdown_table(["target", "measured", "status"], target_rows(run)),
-    ]
-    spread = [
-        max(c.round_p50_ms) - min(c.round_p50_ms)
-        for (_, clients), c in run.cells.items()
-        if clients == 1 and len(c.round_p50_ms) > 1
     ]
     if spread:
         lines += [
@@ -470,15 +383,55 @@ def render(run: Run) -> str:
     return "\n".join(lines) + "\n"
 
 
-def other_load(start: CpuSnapshot, end: CpuSnapshot, servers_cpu_s: float) -> float | None:
-    """Cores used on average by everything but this process and its servers."""
-    own = other_load_cores(start, end)
-    if own is None:
-        return None
-    return max(own - servers_cpu_s / (end.wall_s - start.wall_s), 0.0)
+def serve_and_measure(
+    work: Path,
+    models: Path,
+    settings: ServiceSettings,
+    max_tokens: int,
+    body: bytes,
+    budget: LoadBudget,
+    session_run: Callable[[], object],
+) -> tuple[dict[tuple[str, int], Cell], Timing, dict[str, dict], float | None]:
+    """Start every configuration's server, measure, and stop them all whatever happens.
+
+    Args:
+        work: a scratch folder for the servers' homes, logs and event logs.
+        models: the model store's folder, linked into each server's home.
+    """
+    servers: dict[str, Server] = {}
+    facts: dict[str, dict] = {c.name: {} for c in CONFIGS}
+    try:
+        for config in CONFIGS:
+            env = server_env(config, settings, max_tokens, work / config.folder / "events")
+            servers[config.name] = Server.start(config.name, env, work / config.folder, models)
+        console.print(f"started {len(servers)} servers on {HOST}; waiting for /readyz")
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        for server in servers.values():
+            server.wait_ready(deadline)
+            warm_up(server, body, settings.primary_model, budget.warmup_requests)
+        started, servers_cpu = CpuSnapshot.now(), sum(s.cpu_seconds() for s in servers.values())
+        cells, raw = measure(servers, body, budget, session_run)
+        servers_cpu = sum(s.cpu_seconds() for s in servers.values()) - servers_cpu
+        load = other_load(started, CpuSnapshot.now(), servers_cpu)
+        for name, server in servers.items():
+            facts[name]["served"] = server.metric(f"{BATCH_SIZE}_sum")
+            facts[name]["write_errors"] = server.metric("shiftwatch_event_log_write_errors_total")
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not orphan a server
+        for name, server in servers.items():
+            facts[name]["port_freed"] = server.stop()
+            facts[name]["stray_killed"] = server.stray_killed
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    for config in CONFIGS:
+        segments = (work / config.folder / "events").glob(SEGMENT_GLOB)
+        facts[config.name]["events"] = sum(len(p.read_text().splitlines()) for p in segments)
+        facts[config.name]["log_errors"] = errors = servers[config.name].log_errors()
+        if errors:
+            console.print(f"[yellow]server '{config.name}' logged {errors.total()} errors[/]")
+    return cells, raw, facts, load
 
 
-def _stop_on_sigterm(signum: int, frame: object) -> None:
+def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)  # unwinds through `finally`, which stops the servers
 
 
@@ -488,23 +441,21 @@ def main(
         int | None,
         typer.Option(
             min=1,
-            help="Timed requests of a one-client cell (x3 at 8 clients, x6 at 32); "
-            "default 400, 60 with --quick. Each cell also stops at its time limit.",
+            help="Timed requests of a one-client cell (x3 at 8 clients, x6 at 32); default "
+            "400, 60 with --quick. A cell also stops at its time limit.",
         ),
     ] = None,
     seq_len: Annotated[int, typer.Option(min=1, help="Tokens in the request's sequence.")] = 32,
     out: Annotated[Path, typer.Option(help="Report file.")] = ROOT / "docs" / "benchmarks.md",
 ) -> None:
     """Time HTTP /predict on four server configurations against session.run; write the report."""
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     wall_started = time.perf_counter()
     budget = QUICK if quick else FULL
     budget = replace(budget, requests=requests or budget.requests)
-    settings = ServiceSettings()  # batching numbers and threads: the caller's environment
-    shadows = ServiceSettings.model_fields["shadow_models"].default_factory()
-    bundles = {
-        name: stored_bundle(name) for name in dict.fromkeys([settings.primary_model, *shadows])
-    }
+    settings = ServiceSettings()
+    names = list(dict.fromkeys([settings.primary_model, *DEFAULT_SHADOWS]))
+    bundles = {name: stored_bundle(name) for name in names}
     max_tokens = min(settings.max_tokens, *(b.meta.max_positions for b, _ in bundles.values()))
     if seq_len > max_tokens:
         raise typer.BadParameter(f"over the models' limit {max_tokens}", param_hint="--seq-len")
@@ -517,50 +468,18 @@ def main(
         settings.inter_op_threads,
         settings.prefer_gpu,
     )
-    ids, mask = pad_batch([primary.vocab.encode(tokens)])
     classifier = OnnxClassifier(session, primary.meta.max_positions)
-    models_dir = primary.path.parents[1]  # <store>/models/<name>/<version>
-
-    servers: dict[str, Server] = {}
-    stopped: dict[str, bool] = {}
+    ids, mask = pad_batch([primary.vocab.encode(tokens)])
     with tempfile.TemporaryDirectory(prefix="bench_service_") as work:
-        try:
-            for config in CONFIGS:
-                workdir = Path(work) / config.name.replace(" ", "_")
-                env = server_env(config, settings, max_tokens, workdir / "events")
-                servers[config.name] = Server.start(config.name, env, workdir, models_dir)
-            console.print(f"starting {len(servers)} servers on loopback")
-            deadline = time.monotonic() + READY_TIMEOUT_S
-            for server in servers.values():
-                server.wait_ready(deadline)
-                warm_up(server, body, settings.primary_model, budget.warmup_requests)
-            started = CpuSnapshot.now()
-            servers_cpu = sum(s.cpu_seconds() for s in servers.values())
-            cells, raw = measure(servers, body, budget, lambda: classifier.run(ids, mask))
-            ended = CpuSnapshot.now()
-            servers_cpu = sum(s.cpu_seconds() for s in servers.values()) - servers_cpu
-            served = {
-                n: s.metric("shiftwatch_inference_batch_size_sum") for n, s in servers.items()
-            }
-            write_errors = {
-                n: s.metric("shiftwatch_event_log_write_errors_total") for n, s in servers.items()
-            }
-        finally:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not orphan one
-            for name, server in servers.items():
-                stopped[name] = server.stop()
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-        events = {
-            c.name: sum(
-                len(p.read_text().splitlines())
-                for p in (Path(work) / c.name.replace(" ", "_") / "events").glob(SEGMENT_GLOB)
-            )
-            for c in CONFIGS
-        }
-        log_errors = {n: s.log_errors() for n, s in servers.items()}
-        for name, server in servers.items():
-            if log_errors[name]:
-                console.print(f"[yellow]server '{name}' logged errors:[/]\n{server.log_tail()}")
+        cells, raw, facts, load = serve_and_measure(
+            Path(work),
+            primary.path.parents[1],  # <store>/models/<name>/<version> -> <store>/models
+            settings,
+            max_tokens,
+            body,
+            budget,
+            lambda: classifier.run(ids, mask),
+        )
     run = Run(
         command=" ".join(["python -m benchmarks.bench_service", *sys.argv[1:]]),
         quick=quick,
@@ -569,19 +488,12 @@ def main(
         max_tokens=max_tokens,
         model_tags={name: tag for name, (_, tag) in bundles.items()},
         provider=session.get_providers()[0],
-        tokens=len(tokens),
-        domain=domain,
-        row=row,
-        body_bytes=len(body),
+        request=f"one instance of {len(tokens)} tokens (test split row {row}, domain {domain}), "
+        f"{len(body)} bytes of JSON",
         raw=raw,
         cells=cells,
-        served=served,
-        events_written=events,
-        write_errors=write_errors,
-        log_errors=log_errors,
-        stray_killed={n: s.stray_killed for n, s in servers.items()},
-        port_freed=stopped,
-        other_load_cores=other_load(started, ended, servers_cpu),
+        servers=facts,
+        other_load_cores=load,
         wall_s=time.perf_counter() - wall_started,
     )
     markdown = render(run)

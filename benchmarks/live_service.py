@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -24,11 +25,16 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from benchmarks.timing import Timing
+
 HOST = "127.0.0.1"  # loopback only: the benchmark never listens on or calls another address
 READY_TIMEOUT_S = 120.0  # several servers starting at once on 2 busy cores
 STOP_TIMEOUT_S = 20.0
 REQUEST_TIMEOUT_S = 30.0  # the service's own traffic timeout
 JSON = {"content-type": "application/json"}
+TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT")  # a new entry of BentoML's log
+BATCH_SIZE = "shiftwatch_inference_batch_size"  # histogram of instances per predict call
+CHAINING = ("Traceback", "During handling", "The above exception")
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -168,10 +174,19 @@ class Server:
     def log_tail(self, chars: int = 3000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:]
 
-    def log_errors(self) -> int:
-        """Lines of the server log at ERROR level or starting a traceback."""
-        lines = self.log_path.read_text(errors="replace").splitlines()
-        return sum("[ERROR]" in line or line.startswith("Traceback") for line in lines)
+    def log_errors(self) -> Counter[str]:
+        """The log's ERROR entries, by the exception line that ends each (else its message)."""
+        errors: Counter[str] = Counter()
+        current = None  # summary of the ERROR entry being read
+        for line in [*self.log_path.read_text(errors="replace").splitlines(), "0000-00-00T"]:
+            if TIMESTAMP.match(line):
+                if current is not None:
+                    errors[current] += 1
+                message = line.split("] ", 2)[-1].split(" (trace=")[0]
+                current = message if "[ERROR]" in line else None
+            elif current is not None and line[:1].strip() and not line.startswith(CHAINING):
+                current = line  # the last exception line wins: the one the client saw
+        return errors
 
     def metric(self, name: str) -> float:
         """Sum over labels of one sample name (e.g. `..._count`) on the server's /metrics."""
@@ -245,3 +260,48 @@ def drive(url: str, body: bytes, clients: int, requests: int, seconds: float) ->
     flight then are awaited), whichever comes first.
     """
     return asyncio.run(_drive(url, body, clients, requests, seconds))
+
+
+@dataclass
+class Cell:
+    """One server at one concurrency, pooled over the rounds it was measured in."""
+
+    latencies_ms: list[float] = field(default_factory=list)  # answers with status 200
+    outcomes: Counter[str] = field(default_factory=Counter)  # HTTP status or exception name
+    round_p50_ms: list[float] = field(default_factory=list)
+    wall_s: float = 0.0
+    client_cpu_s: float = 0.0
+    server_cpu_s: float = 0.0
+    instances: float = 0.0  # in the server's predict calls (its batch-size histogram)
+    predict_calls: float = 0.0
+
+    def measure(
+        self, server: Server, body: bytes, clients: int, requests: int, seconds: float
+    ) -> None:
+        """One round: `drive` the server, with its CPU time and predict calls meanwhile."""
+        instances = server.metric(f"{BATCH_SIZE}_sum")
+        calls = server.metric(f"{BATCH_SIZE}_count")
+        cpu = server.cpu_seconds()
+        load = drive(server.url, body, clients, requests, seconds)
+        self.server_cpu_s += server.cpu_seconds() - cpu
+        self.instances += server.metric(f"{BATCH_SIZE}_sum") - instances
+        self.predict_calls += server.metric(f"{BATCH_SIZE}_count") - calls
+        self.latencies_ms += load.latencies_ms
+        self.outcomes += load.outcomes
+        if load.latencies_ms:
+            self.round_p50_ms.append(Timing(tuple(load.latencies_ms)).median_ms)
+        self.wall_s += load.wall_s
+        self.client_cpu_s += load.client_cpu_s
+
+    @property
+    def timing(self) -> Timing | None:
+        return Timing(tuple(self.latencies_ms)) if self.latencies_ms else None
+
+    @property
+    def throughput(self) -> float:
+        """Answers with status 200 per second."""
+        return len(self.latencies_ms) / self.wall_s if self.wall_s else 0.0
+
+    @property
+    def failures(self) -> int:
+        return sum(n for outcome, n in self.outcomes.items() if outcome != "200")

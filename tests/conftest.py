@@ -55,7 +55,8 @@ def tiny_dataset():
     from shiftwatch.data.synthetic import content_sha256
 
     frame = generate_dataset(
-        DataConfig(train_per_domain=80, val_per_domain=20, test_per_domain=20, shift_set_size=40)
+        # val is large enough to calibrate label-free accuracy estimates on (1000 rows).
+        DataConfig(train_per_domain=80, val_per_domain=250, test_per_domain=20, shift_set_size=40)
     )
     frame = frame[frame["tokens"].map(len) <= TINY_MODEL["max_positions"]].reset_index(drop=True)
     return Dataset(frame, CLASS_NAMES, "embedded", content_sha256(frame))
@@ -113,3 +114,17 @@ def tiny_store(tiny_runs: dict, tiny_dataset, tmp_path_factory: pytest.TempPathF
         bundle = export_bundle(run_dir, models, config, dataset=tiny_dataset)
         store[variant] = (bundle, register_bundle(bundle))
     return store
+
+
+@pytest.fixture(scope="module")
+def live_server(tiny_store: dict, tmp_path_factory: pytest.TempPathFactory):
+    """A real `bentoml serve` on loopback over the tiny bundles: url, event-log dir, store."""
+    from tests.servers import start_server, stop_server
+
+    work = tmp_path_factory.mktemp("server")
+    events = work / "events"
+    process, url = start_server({"SHIFTWATCH_EVENT_LOG_DIR": str(events)}, work / "serve.log")
+    try:
+        yield {"url": url, "events": events, "store": tiny_store, "log": work / "serve.log"}
+    finally:
+        stop_server(process)

@@ -1,0 +1,110 @@
+"""Tailing the event log: complete lines only, bad lines counted, exactly once across kill -9."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from monitoring.ingest import Ingestor
+from monitoring.state import MonitorState
+from shiftwatch.events import LabelEvent
+from tests.monitoring.test_state import prediction
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def write_log(directory: Path, n: int, segments: int = 2) -> tuple[int, int]:
+    """n predictions, every other one labeled, spread over segments; returns (predictions, labels)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    per = -(-n // segments)
+    labels = 0
+    for s in range(segments):
+        with (directory / f"events-test-{s + 1:06d}.jsonl").open("w") as f:
+            for i in range(s * per, min(n, (s + 1) * per)):
+                f.write(prediction(f"r{i}", float(i)).model_dump_json() + "\n")
+                if i % 2 == 0:
+                    f.write(
+                        LabelEvent(
+                            request_id=f"r{i}", label="a", timestamp=float(i)
+                        ).model_dump_json()
+                        + "\n"
+                    )
+                    labels += 1
+    return n, labels
+
+
+def test_only_complete_lines_are_consumed(tmp_path: Path) -> None:
+    log_dir = tmp_path / "events"
+    log_dir.mkdir()
+    segment = log_dir / "events-w-000001.jsonl"
+    line = prediction("r1", 1.0).model_dump_json()
+    second = prediction("r2", 2.0).model_dump_json()
+    segment.write_text(line + "\n" + second[:40])  # the second line is still being written
+    state = MonitorState(tmp_path / "s.sqlite")
+    ingest = Ingestor(log_dir, state, retention_seconds=1e9)
+    assert ingest.run_once().events == 1
+    with segment.open("a") as f:
+        f.write(second[40:] + "\n")
+    assert ingest.run_once().events == 1
+    assert state.counters()["events_prediction"] == 2
+
+
+def test_a_bad_line_is_counted_and_skipped(tmp_path: Path) -> None:
+    log_dir = tmp_path / "events"
+    log_dir.mkdir()
+    good = prediction("r1", 1.0).model_dump_json()
+    (log_dir / "events-w-000001.jsonl").write_text(
+        f'{{"type": "prediction"}}\nnot json at all\n{good}\n'
+    )
+    state = MonitorState(tmp_path / "s.sqlite")
+    result = Ingestor(log_dir, state, retention_seconds=1e9).run_once()
+    assert (result.events, result.bad_lines) == (1, 2)
+    assert state.counters()["bad_lines"] == 2
+
+
+CHILD = """
+import sys
+from pathlib import Path
+from monitoring.ingest import Ingestor
+from monitoring.state import MonitorState
+state = MonitorState(Path(sys.argv[2]), known_domains={"news"})
+ingest = Ingestor(Path(sys.argv[1]), state, retention_seconds=1e9)
+while True:
+    ingest.run_once(max_events=7)  # small transactions, so the kill lands between and inside them
+"""
+
+
+def test_kill_9_mid_stream_then_restart_counts_every_event_exactly_once(tmp_path: Path) -> None:
+    log_dir, db = tmp_path / "events", tmp_path / "state.sqlite"
+    predictions, labels = write_log(log_dir, 1500)
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(log_dir), str(db)], cwd=ROOT)
+    deadline = time.monotonic() + 60
+    ingested = 0
+    while time.monotonic() < deadline and ingested < predictions // 3:
+        time.sleep(0.05)
+        try:
+            with sqlite3.connect(db, timeout=5) as conn:
+                row = conn.execute(
+                    "SELECT value FROM counters WHERE name='events_prediction'"
+                ).fetchone()
+            ingested = row[0] if row else 0
+        except sqlite3.OperationalError:
+            pass
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    assert 0 < ingested < predictions, "the kill should land mid-stream"
+
+    state = MonitorState(db, known_domains={"news"})
+    while Ingestor(log_dir, state, retention_seconds=1e9).run_once().events:
+        pass
+    c = state.counters()
+    assert c["events_prediction"] == predictions
+    assert c["events_label"] == labels == c["labels_matched"]
+    assert c.get("labels_duplicate", 0) == 0 and c.get("predictions_duplicate", 0) == 0
+    assert c["labeled|baseline|news"] == labels
+    assert len(state.window("baseline", 10_000, 1e9)) == predictions

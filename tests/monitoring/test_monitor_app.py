@@ -1,0 +1,123 @@
+"""The real monitor process beside the real service: HTTP traffic in, metrics and status out."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from shiftwatch.data.synthetic import sample_scenario
+from tests.servers import ROOT, free_port, stop_server
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def monitor(live_server: dict, tmp_path_factory: pytest.TempPathFactory):
+    work = tmp_path_factory.mktemp("monitor")
+    bundle, _ = live_server["store"]["baseline"]
+    port = free_port()
+    env = {
+        **os.environ,
+        "SHIFTWATCH_MONITOR_EVENT_LOG_DIR": str(live_server["events"]),
+        "SHIFTWATCH_MONITOR_STATE_PATH": str(work / "state.sqlite"),
+        "SHIFTWATCH_MONITOR_MODELS_DIR": str(Path(bundle.path).parent),
+        "SHIFTWATCH_MONITOR_PORT": str(port),
+        "SHIFTWATCH_MONITOR_RECOMPUTE_SECONDS": "0.5",
+        "SHIFTWATCH_MONITOR_POLL_SECONDS": "0.2",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "shiftwatch", "monitor"],
+        cwd=ROOT,
+        env=env,
+        stdout=(work / "monitor.log").open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        assert process.poll() is None, (work / "monitor.log").read_text()[-3000:]
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    try:
+        yield url
+    finally:
+        stop_server(process)
+
+
+def wait_status(url: str, predicate, timeout: float = 30.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        status = httpx.get(url + "/status").json()
+        if predicate(status) or time.monotonic() > deadline:
+            return status
+        time.sleep(0.3)
+
+
+def test_requests_and_feedback_show_up_in_status_metrics_and_report(
+    live_server: dict, monitor: str
+) -> None:
+    before = httpx.get(monitor + "/status").json()["counters"]
+    traffic = sample_scenario(None, 64, seed=7)
+    ids = [f"mon-{i}" for i in range(len(traffic))]
+    for start in range(0, len(traffic), 8):
+        rows = traffic.iloc[start : start + 8]
+        body = {
+            "instances": [
+                {"tokens": list(t), "domain": d, "request_id": ids[start + k]}
+                for k, (t, d) in enumerate(zip(rows["tokens"], rows["domain"], strict=True))
+            ]
+        }
+        assert httpx.post(live_server["url"] + "/predict", json=body).status_code == 200
+    labels = [
+        {"request_id": i, "label": label}
+        for i, label in zip(ids[:40], traffic["label"], strict=False)
+    ]
+    assert (
+        httpx.post(live_server["url"] + "/feedback", json={"labels": labels}).json()["accepted"]
+        == 40
+    )
+
+    def caught_up(status: dict) -> bool:
+        c = status["counters"]
+        return (
+            c.get("events_prediction", 0) - before.get("events_prediction", 0) == 64
+            and c.get("labels_matched", 0) - before.get("labels_matched", 0) == 40
+            and status["models"].get("baseline", {}).get("rows", 0) >= 64
+        )
+
+    status = wait_status(monitor, caught_up)
+    assert caught_up(status), status["counters"]
+    baseline = status["models"]["baseline"]
+    assert baseline["live"]["labeled"] >= 40
+    assert 0.0 <= baseline["live"]["accuracy"] <= 1.0
+    assert 0.0 <= baseline["estimated_accuracy"] <= 1.0
+    assert baseline["drift"] is not None and "length" in baseline["drift"]["columns"]
+    assert set(status["models"]) == {"baseline", "research", "no_pe"}
+
+    metrics = httpx.get(monitor + "/metrics").text
+    for series in (
+        'shiftwatch_monitor_events_ingested_total{type="prediction"}',
+        "shiftwatch_predictions_labeled_total{domain=",
+        "shiftwatch_predictions_correct_total{",
+        'shiftwatch_drift_share{model="baseline"}',
+        'shiftwatch_feature_drift_score{feature="length",model="baseline"}',
+        'shiftwatch_live_accuracy_ratio{model="research"}',
+        'shiftwatch_estimated_accuracy_ratio{model="baseline"}',
+        "shiftwatch_monitor_drift_computation_seconds_bucket",
+        "shiftwatch_monitor_ingest_lag_seconds",
+    ):
+        assert series in metrics, series
+
+    report = httpx.get(monitor + "/report", params={"model": "baseline"})
+    assert report.status_code == 200 and report.headers["content-type"].startswith("text/html")
+    assert "Drift in column 'length'" in report.text  # Evidently's own widget text
+    assert httpx.get(monitor + "/report", params={"model": "nope"}).status_code == 404
