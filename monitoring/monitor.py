@@ -140,16 +140,16 @@ class Monitor:
             self._since_compute > 0 and elapsed >= self.settings.recompute_seconds
         )
 
+    def _bounded_domain(self, domain: str | None) -> str | None:
+        return domain if domain is None or domain in self.state.known_domains else "other"
+
     def compute(self) -> dict[str, ModelWindow]:
         """Drift, live and estimated accuracy on every model's current window."""
         windows = {}
         for name, reference in self.references.items():
             frame = self.state.window(name, self.settings.window_size, self.settings.window_seconds)
             if len(frame):  # client domains outside the known set become "other" (bounded labels)
-                known = self.state.known_domains
-                frame["domain"] = frame["domain"].map(
-                    lambda d: d if d is None or d in known else "other"
-                )
+                frame["domain"] = frame["domain"].map(self._bounded_domain)
             drift = None
             if len(frame) >= self.drift_config.min_window:
                 started = time.perf_counter()
