@@ -40,7 +40,16 @@ import typer
 from rich.console import Console
 
 from benchmarks.inference_report import BUSY_CORES
-from benchmarks.live_service import BATCH_SIZE, HOST, JSON, READY_TIMEOUT_S, Cell, Server, drive
+from benchmarks.live_service import (
+    BATCH_SIZE,
+    HOST,
+    JSON,
+    READY_TIMEOUT_S,
+    Cell,
+    Server,
+    drive,
+    signals_deferred,
+)
 from benchmarks.report import (
     CpuSnapshot,
     machine_summary,
@@ -403,7 +412,8 @@ def serve_and_measure(
     try:
         for config in CONFIGS:
             env = server_env(config, settings, max_tokens, work / config.folder / "events")
-            servers[config.name] = Server.start(config.name, env, work / config.folder, models)
+            with signals_deferred():
+                servers[config.name] = Server.start(config.name, env, work / config.folder, models)
         console.print(f"started {len(servers)} servers on {HOST}; waiting for /readyz")
         deadline = time.monotonic() + READY_TIMEOUT_S
         for server in servers.values():
@@ -417,11 +427,10 @@ def serve_and_measure(
             facts[name]["served"] = server.metric(f"{BATCH_SIZE}_sum")
             facts[name]["write_errors"] = server.metric("shiftwatch_event_log_write_errors_total")
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not orphan a server
-        for name, server in servers.items():
-            facts[name]["port_freed"] = server.stop()
-            facts[name]["stray_killed"] = server.stray_killed
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        with signals_deferred():  # a second Ctrl-C must not leave a server running
+            for name, server in servers.items():
+                facts[name]["port_freed"] = server.stop()
+                facts[name]["stray_killed"] = server.stray_killed
     for config in CONFIGS:
         segments = (work / config.folder / "events").glob(SEGMENT_GLOB)
         facts[config.name]["events"] = sum(len(p.read_text().splitlines()) for p in segments)

@@ -19,6 +19,8 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,6 +68,25 @@ def process_tree(pid: int) -> dict[int, tuple[float, int]]:
             tree[current] = (table[current][1], table[current][2])
             frontier += [child for child, row in table.items() if row[0] == current]
     return tree
+
+
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM until the block ends, then deliver them.
+
+    Around starting a server and recording it (a signal inside `Popen` would leave a
+    running server nobody knows of) and around stopping them all.
+    """
+    caught: list[int] = []
+    signums = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.signal(s, lambda signum, _: caught.append(signum)) for s in signums}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(caught):
+            signal.raise_signal(signum)
 
 
 def free_port() -> int:

@@ -195,6 +195,8 @@ class Monitor:
     def status(self) -> dict:
         with self.lock:
             return {
+                "window_size": self.settings.window_size,
+                "window_seconds": self.settings.window_seconds,
                 "last_computation": self.last_computation,
                 "ingest_lag_seconds": self.lag_seconds,
                 "counters": dict(self.counters),

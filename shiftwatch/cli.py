@@ -240,3 +240,134 @@ def monitor(
         f"http://{settings.host}:{settings.port}/status"
     )
     serve(settings)
+
+
+def _replay_table(rows: list[dict], title: str) -> Table:
+    from shiftwatch.replay.summary import COLUMNS, fmt
+
+    table = Table(*(name for _, name, _ in COLUMNS), title=title)
+    for row in rows:
+        table.add_row(*(fmt(row[key], kind) for key, _, kind in COLUMNS))
+    return table
+
+
+@app.command()
+def replay(
+    scenario: Annotated[
+        str,
+        typer.Option(
+            help="in_domain, new_domain, length_shift, vocab_shift, label_shift, gradual."
+        ),
+    ],
+    url: Annotated[str, typer.Option(help="The service, e.g. http://127.0.0.1:3000.")],
+    monitor_url: Annotated[
+        str | None, typer.Option(help="The monitor, e.g. http://127.0.0.1:3002.")
+    ] = None,
+    rate: Annotated[float, typer.Option(help="Requests per second.")] = 50.0,
+    events: Annotated[int, typer.Option(help="Sequences to send.")] = 600,
+    label_delay: Annotated[
+        float, typer.Option(help="Seconds before a prediction's label is sent.")
+    ] = 2.0,
+    label_coverage: Annotated[
+        float, typer.Option(help="Share of predictions that get a label.")
+    ] = 1.0,
+    seed: Annotated[int, typer.Option(help="Traffic seed.")] = 0,
+    out: Annotated[Path, typer.Option(help="Folder for timeline.json and timeline.png.")] = Path(
+        "artifacts/replay"
+    ),
+) -> None:
+    """Replay a shift scenario through the live service, labels later; record what the monitor saw."""
+    import json
+
+    from shiftwatch.replay.driver import ReplayConfig, ReplayError, run_replay
+    from shiftwatch.replay.plot import plot_timeline
+    from shiftwatch.replay.summary import summarize
+
+    try:
+        config = ReplayConfig(
+            scenario, url, monitor_url, rate, events, 1, label_delay, label_coverage, seed
+        )
+        with Progress(
+            TextColumn(f"replay {scenario}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
+            task = progress.add_task("send", total=events)
+            timeline = run_replay(config, lambda sent, _: progress.update(task, completed=sent))
+    except ReplayError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    folder = out / scenario
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "timeline.json").write_text(json.dumps(timeline, indent=2))
+    if monitor_url:
+        plot_timeline(timeline, folder / "timeline.png")
+        Console().print(_replay_table(summarize(timeline), f"{scenario}: {folder}"))
+    else:
+        console.print(
+            f"sent {timeline['sent']} sequences and {timeline['labels_sent']} labels; no monitor given"
+        )
+
+
+@app.command()
+def demo(
+    out: Annotated[
+        Path, typer.Option(help="Where timelines, reports and deployment.md go.")
+    ] = Path("artifacts/demo"),
+    models_dir: Annotated[
+        Path, typer.Option(help="Bundles the monitor reads references from.")
+    ] = Path("artifacts/models"),
+    events: Annotated[int, typer.Option(help="Sequences per scenario.")] = 800,
+    rate: Annotated[float, typer.Option(help="Requests per second.")] = 80.0,
+    window: Annotated[int, typer.Option(help="Monitor window (predictions per model).")] = 200,
+    label_delay: Annotated[float, typer.Option(help="Seconds before labels are sent.")] = 1.0,
+    docs: Annotated[
+        Path | None, typer.Option(help="Also write deployment.md and figures here.")
+    ] = None,
+    scenario: Annotated[
+        list[str] | None, typer.Option(help="Scenarios to run (default: all).")
+    ] = None,
+) -> None:
+    """Start service and monitor on loopback, replay every scenario, print the degradation table."""
+    from shiftwatch.replay.demo import run_demo
+    from shiftwatch.replay.driver import ReplayConfig, ReplayError
+    from shiftwatch.replay.findings import findings
+    from shiftwatch.replay.traffic import SCENARIOS
+
+    chosen = scenario or list(SCENARIOS)
+    try:
+        base = ReplayConfig(
+            chosen[0], "http://unset", None, rate, events, 1, label_delay, 1.0, 0, 0.5, 1.0
+        )
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
+            task = progress.add_task("demo", total=events)
+
+            def step(text: str) -> None:
+                progress.update(task, description=text, completed=0)
+
+            rows = run_demo(
+                out,
+                models_dir,
+                base,
+                chosen,
+                window,
+                docs,
+                step,
+                lambda sent, _: progress.update(task, completed=sent),
+            )
+    except (ReplayError, RuntimeError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    Console().print(_replay_table(rows, f"deployment-time degradation ({out / 'deployment.md'})"))
+    for finding in findings(rows):
+        Console().print(
+            f"- {finding['claim']} [bold]{finding['verdict']}[/bold]: {finding['numbers']}"
+        )

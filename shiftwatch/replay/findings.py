@@ -1,0 +1,120 @@
+"""The deployment-time version of the study's claims, decided by stated rules from replay rows."""
+
+from __future__ import annotations
+
+import math
+
+DROP = 0.01  # live accuracy this far below the reference counts as a fall
+TRACKS = 0.05  # |estimated - live| within this counts as tracking
+BETTER = 0.01  # research this far above baseline counts as better
+HURTS = 0.05  # no_pe this far below baseline counts as hurt
+
+
+def _verdict(hits: int, total: int) -> str:
+    if total == 0:
+        return "not tested"
+    return "supported" if hits == total else "mixed" if hits else "not supported"
+
+
+def _by(rows: list[dict], model: str) -> dict[str, dict]:
+    return {r["scenario"]: r for r in rows if r["model"] == model}
+
+
+def _ok(x: float) -> bool:
+    return x is not None and not math.isnan(x)
+
+
+def findings(rows: list[dict], primary: str = "baseline") -> list[dict]:
+    main = _by(rows, primary)
+    shifts = [s for s in main if s != "in_domain"]
+    out = []
+
+    falls = {
+        s: main[s]["reference_accuracy"] - main[s]["live_accuracy_after_onset"] for s in shifts
+    }
+    hits = [s for s, d in falls.items() if _ok(d) and d >= DROP]
+    out.append(
+        {
+            "claim": f"Live accuracy of the primary ({primary}) falls under each shift.",
+            "verdict": _verdict(len(hits), len(shifts)),
+            "rule": f"reference − live accuracy after onset ≥ {100 * DROP:g} point",
+            "numbers": ", ".join(f"{s} {100 * d:+.1f}" for s, d in falls.items())
+            + " (points of drop)",
+        }
+    )
+
+    alarmed = [s for s in shifts if main[s]["events_to_first_alarm"] is not None]
+    control = main.get("in_domain")
+    quiet = (
+        control is not None
+        and control["false_alarms_in_domain"] == 0
+        and not control["final_dataset_drift"]
+    )
+    out.append(
+        {
+            "claim": "The monitor raises dataset drift after the onset, and stays quiet on in-domain traffic.",
+            "verdict": _verdict(len(alarmed) + int(quiet), len(shifts) + 1),
+            "rule": "a dataset-drift alarm after the onset in each shift scenario; none in the in_domain control",
+            "numbers": ", ".join(
+                f"{s}: {main[s]['events_to_first_alarm'] if s in alarmed else 'no alarm'}"
+                for s in shifts
+            )
+            + " (events from onset to first alarm); control: "
+            + ("quiet" if quiet else "alarmed"),
+        }
+    )
+
+    errors = [
+        (r["scenario"], r["model"], r["estimation_error"])
+        for r in rows
+        if _ok(r["estimation_error"])
+    ]
+    close = [e for e in errors if abs(e[2]) <= TRACKS]
+    out.append(
+        {
+            "claim": "Label-free estimated accuracy (ATC) tracks realised accuracy.",
+            "verdict": "supported"
+            if len(close) == len(errors)
+            else "mixed"
+            if len(close) * 2 >= len(errors)
+            else "not supported",
+            "rule": f"|estimated − live| ≤ {100 * TRACKS:g} points, per scenario and model",
+            "numbers": f"{len(close)} of {len(errors)} within; worst: "
+            + ", ".join(
+                f"{s}/{m} {100 * e:+.1f}"
+                for s, m, e in sorted(errors, key=lambda x: -abs(x[2]))[:3]
+            ),
+        }
+    )
+
+    research = _by(rows, "research")
+    if research:
+        diff = {
+            s: research[s]["live_accuracy_after_onset"] - main[s]["live_accuracy_after_onset"]
+            for s in shifts
+        }
+        better = [s for s, d in diff.items() if _ok(d) and d >= BETTER]
+        out.append(
+            {
+                "claim": "Research is better than baseline on the same live traffic.",
+                "verdict": _verdict(len(better), len(shifts)),
+                "rule": f"research − baseline live accuracy after onset ≥ {100 * BETTER:g} point",
+                "numbers": ", ".join(f"{s} {100 * d:+.1f}" for s, d in diff.items()) + " (points)",
+            }
+        )
+    no_pe = _by(rows, "no_pe")
+    if no_pe:
+        diff = {
+            s: main[s]["live_accuracy_after_onset"] - no_pe[s]["live_accuracy_after_onset"]
+            for s in main
+        }
+        hurt = [s for s, d in diff.items() if _ok(d) and d >= HURTS]
+        out.append(
+            {
+                "claim": "Removing positional encoding hurts at deployment time too.",
+                "verdict": _verdict(len(hurt), len(diff)),
+                "rule": f"baseline − no_pe live accuracy ≥ {100 * HURTS:g} points, per scenario",
+                "numbers": ", ".join(f"{s} {100 * d:+.1f}" for s, d in diff.items()) + " (points)",
+            }
+        )
+    return out

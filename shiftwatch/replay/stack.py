@@ -1,0 +1,98 @@
+"""Start and stop the service and the monitor as local processes on loopback."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class LocalProcess:
+    name: str
+    process: subprocess.Popen
+    url: str
+    log_path: Path
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM, then SIGKILL after `timeout` seconds."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_process(
+    name: str,
+    args: list[str],
+    env: dict[str, str],
+    port: int,
+    ready_path: str,
+    log_path: Path,
+    timeout: float = 120.0,
+) -> LocalProcess:
+    """Start `python -m <args>` and wait until GET ready_path answers 200."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", *args],
+        env={**os.environ, **env},
+        stdout=log_path.open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    local = LocalProcess(name, process, f"http://127.0.0.1:{port}", log_path)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"{name} exited with {process.returncode}; log {log_path}:\n{log_path.read_text()[-2000:]}"
+            )
+        try:
+            if httpx.get(local.url + ready_path, timeout=1).status_code == 200:
+                return local
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    local.stop()
+    raise RuntimeError(f"{name} not ready in {timeout:.0f} s; log {log_path}")
+
+
+def start_service(env: dict[str, str], log_path: Path) -> LocalProcess:
+    port = free_port()
+    args = [
+        "bentoml",
+        "serve",
+        "service.service:Shiftwatch",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    return start_process("service", args, env, port, "/readyz", log_path)
+
+
+def start_monitor(env: dict[str, str], log_path: Path) -> LocalProcess:
+    port = free_port()
+    return start_process(
+        "monitor",
+        ["shiftwatch", "monitor"],
+        {**env, "SHIFTWATCH_MONITOR_PORT": str(port)},
+        port,
+        "/healthz",
+        log_path,
+    )

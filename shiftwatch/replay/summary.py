@@ -1,0 +1,87 @@
+"""What a replay shows: per scenario and model, accuracy before and after the onset, and alarms."""
+
+from __future__ import annotations
+
+import math
+
+
+def _nan(value: float | None) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def summarize(timeline: dict) -> list[dict]:
+    """One row per model of a replay's timeline (see `run_replay`).
+
+    Live and estimated accuracy "after onset" are the monitor's final window, which
+    holds only post-onset traffic when the window size is at most the events sent
+    after the onset (`window_post_onset` says whether it did).
+    """
+    final = timeline["final"]
+    onset, sent = timeline["onset_index"], timeline["sent"]
+    window_size = final.get("window_size") or 0
+    rows = []
+    for model, window in final.get("models", {}).items():
+        first_alarm = next(
+            (
+                s["sent"] - onset
+                for s in timeline["samples"]
+                if s["after_onset"] and s["models"].get(model, {}).get("dataset_drift")
+            ),
+            None,
+        )
+        # In the in-domain phase, count polls once the window holds only this run's traffic.
+        false_alarms = sum(
+            1
+            for s in timeline["samples"]
+            if not s["after_onset"]
+            and s["sent"] >= window_size
+            and s["models"].get(model, {}).get("dataset_drift")
+        )
+        live, estimated = _nan(window["live_accuracy"]), _nan(window["estimated_accuracy"])
+        rows.append(
+            {
+                "scenario": timeline["config"]["scenario"],
+                "model": model,
+                "reference_accuracy": _nan(window["reference_accuracy"]),
+                "live_accuracy_after_onset": live,
+                "estimated_accuracy_after_onset": estimated,
+                "estimation_error": estimated - live,
+                "events_to_first_alarm": first_alarm,
+                "false_alarms_in_domain": false_alarms,
+                "final_drift_share": _nan(window["drift_share"]),
+                "final_dataset_drift": bool(window["dataset_drift"]),
+                "window_post_onset": 0 < window_size <= sent - onset,
+                "labeled_in_window": window["labeled"],
+            }
+        )
+    return rows
+
+
+def fmt(value, kind: str = "pct") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if kind == "pct":
+        return f"{100 * value:.1f}"
+    if kind == "signed":
+        return f"{100 * value:+.1f}"
+    return str(value)
+
+
+COLUMNS = (
+    ("scenario", "scenario", "str"),
+    ("model", "model", "str"),
+    ("reference_accuracy", "reference acc %", "pct"),
+    ("live_accuracy_after_onset", "live acc after onset %", "pct"),
+    ("estimated_accuracy_after_onset", "estimated acc %", "pct"),
+    ("estimation_error", "estimation error (pts)", "signed"),
+    ("events_to_first_alarm", "events onset → first drift alarm", "str"),
+    ("false_alarms_in_domain", "false alarms (in-domain phase)", "str"),
+)
+
+
+def markdown_table(rows: list[dict]) -> str:
+    header = "| " + " | ".join(title for _, title, _ in COLUMNS) + " |"
+    lines = [header, "|" + "---|" * len(COLUMNS)]
+    for row in rows:
+        lines.append("| " + " | ".join(fmt(row[key], kind) for key, _, kind in COLUMNS) + " |")
+    return "\n".join(lines)
