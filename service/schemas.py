@@ -81,20 +81,24 @@ class Instance(BaseModel):
         return tokenize(self.text or "")
 
 
-def _instance_count(instances: list[Instance]) -> list[Instance]:
-    limit = service_settings().max_instances
-    if not instances:
-        raise reject("empty_request", "instances: at least 1 instance is required")
-    if len(instances) > limit:
-        raise reject(
-            "too_many_instances",
-            f"instances: {len(instances)} instances exceeds the limit of {limit} "
-            "(SHIFTWATCH_MAX_INSTANCES)",
-        )
-    return instances
+def count_limit(field: str, noun: str, setting: str) -> AfterValidator:
+    """A validator for list length: 1 to `settings.<setting>` items, errors naming the field."""
+
+    def check(items: list) -> list:
+        limit = getattr(service_settings(), setting)
+        if not items:
+            raise reject("empty_request", f"{field}: at least 1 {noun} is required")
+        if len(items) > limit:
+            raise reject(
+                f"too_many_{field}",
+                f"{field}: {len(items)} {noun}s exceeds the limit of {limit} (SHIFTWATCH_{setting.upper()})",
+            )
+        return items
+
+    return AfterValidator(check)
 
 
-Instances = Annotated[list[Instance], AfterValidator(_instance_count)]
+Instances = Annotated[list[Instance], count_limit("instances", "instance", "max_instances")]
 
 
 class Prediction(BaseModel):
@@ -115,20 +119,7 @@ class FeedbackItem(BaseModel):
     label: str = Field(min_length=1, max_length=128)
 
 
-def _feedback_count(items: list[FeedbackItem]) -> list[FeedbackItem]:
-    limit = service_settings().max_feedback_items
-    if not items:
-        raise reject("empty_request", "labels: at least 1 label is required")
-    if len(items) > limit:
-        raise reject(
-            "too_many_labels",
-            f"labels: {len(items)} labels exceeds the limit of {limit} "
-            "(SHIFTWATCH_MAX_FEEDBACK_ITEMS)",
-        )
-    return items
-
-
-FeedbackItems = Annotated[list[FeedbackItem], AfterValidator(_feedback_count)]
+FeedbackItems = Annotated[list[FeedbackItem], count_limit("labels", "label", "max_feedback_items")]
 
 
 class FeedbackReceipt(BaseModel):
