@@ -13,7 +13,7 @@ export BENTOML_HOME ?= $(CURDIR)/artifacts/bentoml
 PORT ?= 3000
 BUNDLES := $(foreach v,baseline research no_pe,artifacts/models/$(v)/bundle.json)
 
-.PHONY: setup test lint format reproduce reproduce-quick export models serve build demo deployment-report clean
+.PHONY: setup prometheus test lint format reproduce reproduce-quick export models serve build demo deployment-report clean
 
 setup: $(STAMP)
 
@@ -26,8 +26,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
 
+# promtool and prometheus for the deploy tests (tests/deploy/): Debian's package, installed
+# once (CI runs as root on a fresh Debian machine). Without them those tests fail under CI=true.
+prometheus:
+	command -v promtool >/dev/null && command -v prometheus >/dev/null || \
+	(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus)
+
 # pytest exits 5 when it collects no test: that is a failure here, never a pass.
-test: setup
+test: setup prometheus
 	$(PY) -m pytest -q; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 

@@ -75,6 +75,9 @@ event_log_write_errors = Counter(
     documentation="Events the log could not write, by reason (io_error, queue_full).",
     labelnames=["reason"],
 )
+# Both reasons exist at 0 from start-up, so a panel has data and an alert sees the first error.
+for _reason in ("io_error", "queue_full"):
+    event_log_write_errors.labels(reason=_reason)
 feedback_labels = Counter(
     name="shiftwatch_feedback_labels_total",
     documentation="Labels received on /feedback: accepted (first for the request) or duplicate.",
