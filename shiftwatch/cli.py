@@ -142,26 +142,33 @@ def reproduce(
         typer.Option(help="Where results.md/json and figures go. Default: docs/ for paper."),
     ] = None,
     runs_dir: RunsOption = Path("artifacts/runs"),
+    render_only: Annotated[
+        bool, typer.Option(help="Redraw figures and tables from the finished runs; no training.")
+    ] = False,
 ) -> None:
     """Train every variant x seed of a profile; write the study's figures and results table."""
     from shiftwatch.data import load_dataset
     from training.config import profile as get_profile
+    from training.reproduce import render_only as redraw
     from training.reproduce import reproduce as run_reproduction
 
     with user_errors():
         chosen = get_profile(profile)
         out = out or (Path("docs") if profile == "paper" else Path("artifacts/reproduce") / profile)
         dataset = load_dataset(data)
-        with _progress() as progress:
-            results = run_reproduction(
-                chosen,
-                dataset,
-                runs_dir,
-                out,
-                on_run=lambda v, s: _epoch_progress(
-                    progress, f"{v} seed {s}", chosen.train.max_epochs
-                ),
-            )
+        if render_only:
+            results = redraw(chosen, dataset, runs_dir, out)
+        else:
+            with _progress() as progress:
+                results = run_reproduction(
+                    chosen,
+                    dataset,
+                    runs_dir,
+                    out,
+                    on_run=lambda v, s: _epoch_progress(
+                        progress, f"{v} seed {s}", chosen.train.max_epochs
+                    ),
+                )
     table = Table(
         "claim",
         "verdict",

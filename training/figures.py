@@ -44,13 +44,19 @@ def learning_curves(
     plt.close(fig)
 
 
+def _cell_text(share: float) -> str:
+    """A share as ".97", or "1" once it rounds to 1.00."""
+    text = f"{share:.2f}"
+    return "1" if text == "1.00" else text[1:]
+
+
 def confusion_matrices(
     runs: list[RunRecord], sets: list[str], labels: list[str], path: Path
 ) -> None:
     """Row-normalised confusion matrices (summed over seeds), baseline vs research."""
     variants = [v for v in ("baseline", "research") if any(r.variant == v for r in runs)]
     fig, axes = plt.subplots(
-        len(variants), len(sets), figsize=(3.1 * len(sets), 3.2 * len(variants)), squeeze=False
+        len(variants), len(sets), figsize=(3.1 * len(sets), 3.6 * len(variants)), squeeze=False
     )
     for row, variant in enumerate(variants):
         for col, name in enumerate(sets):
@@ -66,7 +72,7 @@ def confusion_matrices(
                 ax.text(
                     j,
                     i,
-                    f"{norm[i, j]:.2f}"[1:] if norm[i, j] < 1 else "1",
+                    _cell_text(norm[i, j]),
                     ha="center",
                     va="center",
                     fontsize=6,

@@ -66,7 +66,42 @@ def reproduce(
             )
             runs.append(RunRecord.load(result.run_dir, result.seconds))
     training_seconds = time.perf_counter() - started
+    timing = {
+        "training_seconds": training_seconds,
+        "per_run_seconds": {f"{r.variant}/{r.seed}": r.seconds for r in runs},
+    }
+    return write_results(profile, dataset, runs, out_dir, variants, timing, started)
 
+
+def render_only(profile: Profile, dataset: Dataset, runs_dir: Path, out_dir: Path) -> dict:
+    """Redraw figures and tables from the existing run folders, keeping the timings that
+    the training run measured (read from the previous results.json in `out_dir`)."""
+    previous = out_dir / "results.json"
+    if not previous.exists():
+        raise FileNotFoundError(f"{previous} not found: render-only needs a finished reproduction")
+    recorded = json.loads(previous.read_text())
+    variants = tuple(recorded["variants"])
+    runs = [
+        RunRecord.load(runs_dir / v / str(s), recorded["timing"]["per_run_seconds"][f"{v}/{s}"])
+        for v in variants
+        for s in profile.seeds
+    ]
+    timing = {
+        k: recorded["timing"][k] for k in ("training_seconds", "per_run_seconds", "total_seconds")
+    }
+    return write_results(profile, dataset, runs, out_dir, variants, timing, time.perf_counter())
+
+
+def write_results(
+    profile: Profile,
+    dataset: Dataset,
+    runs: list[RunRecord],
+    out_dir: Path,
+    variants: tuple[str, ...],
+    timing: dict,
+    started: float,
+) -> dict:
+    """Figures, results.json and results.md from finished runs."""
     out_dir.mkdir(parents=True, exist_ok=True)
     shift_sets = [s for s in dataset.eval_sets if s != "test"]
     labels = list(dataset.labels)
@@ -92,9 +127,8 @@ def reproduce(
         },
         "claims": evaluate_claims(runs, shift_sets, labels),
         "timing": {
-            "training_seconds": training_seconds,
             "total_seconds": time.perf_counter() - started,
-            "per_run_seconds": {f"{r.variant}/{r.seed}": r.seconds for r in runs},
+            **timing,  # a re-render keeps the measured total
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
             f"Python {platform.python_version()}, torch threads {profile.train.threads}",
         },
