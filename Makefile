@@ -13,7 +13,7 @@ export BENTOML_HOME ?= $(CURDIR)/artifacts/bentoml
 PORT ?= 3000
 BUNDLES := $(foreach v,baseline research no_pe,artifacts/models/$(v)/bundle.json)
 
-.PHONY: setup prometheus test lint format reproduce reproduce-quick export models serve build demo deployment-report clean
+.PHONY: setup prometheus test reliability lint format reproduce reproduce-quick export models serve build demo deployment-report clean
 
 setup: $(STAMP)
 
@@ -34,8 +34,13 @@ prometheus:
 
 # pytest exits 5 when it collects no test: that is a failure here, never a pass.
 test: setup prometheus
-	$(PY) -m pytest -q; rc=$$?; \
+	$(PY) -m pytest -q -m "not reliability"; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+# Overload, monitor kill -9, SIGTERM under load (real processes under load, minutes each).
+reliability: setup
+	$(PY) -m pytest -q -m reliability; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make reliability: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -85,15 +90,18 @@ clean:
 
 # Benchmarks behind DESIGN.md's targets; each writes its own section of docs/benchmarks.md.
 # Extra flags through BENCH_ARGS, e.g. `make bench-inference BENCH_ARGS="--quick --threads 4"`.
-.PHONY: bench bench-inference
-bench: bench-inference bench-service
+.PHONY: bench bench-inference bench-monitor
+bench: bench-inference bench-service bench-monitor
 
 # torch eager vs onnxruntime fp32 vs int8 on a batch x seq grid (~5 min on 2 cores).
-bench-inference: setup
+bench-inference: setup models
 	$(PY) -m benchmarks.bench_inference $(BENCH_ARGS)
 
 # HTTP /predict of four server configurations (default, batching off, event log off,
 # no shadows) vs session.run, each a `bentoml serve` on loopback (~4 min on 2 cores).
 .PHONY: bench-service
-bench-service: setup
+bench-service: setup models
 	$(PY) -m benchmarks.bench_service $(BENCH_ARGS)
+
+bench-monitor: setup models
+	$(PY) -m benchmarks.bench_monitor

@@ -109,6 +109,7 @@ class Monitor:
         self.lag_seconds = 0.0
         self.pending_labels = self.state.pending_labels()
         self.last_computation = 0.0
+        self.computed_events = 0
         self.computation_seconds: list[float] = []  # drained by the exporter's histogram
         self.errors: dict[str, int] = {}
         self._since_compute = 0
@@ -174,6 +175,10 @@ class Monitor:
         with self.lock:
             self.windows = windows
             self.last_computation = time.time()
+            # What this computation has seen: a client can wait for it to cover its events.
+            self.computed_events = self.counters.get("events_prediction", 0) + self.counters.get(
+                "events_label", 0
+            )
         self._since_compute = 0
         self._last_compute_time = time.monotonic()
         return windows
@@ -198,6 +203,7 @@ class Monitor:
                 "window_size": self.settings.window_size,
                 "window_seconds": self.settings.window_seconds,
                 "last_computation": self.last_computation,
+                "computed_events": self.computed_events,
                 "ingest_lag_seconds": self.lag_seconds,
                 "counters": dict(self.counters),
                 "pending_labels": self.pending_labels,

@@ -172,16 +172,14 @@ def _settle(
 ) -> dict:
     """Wait until the monitor has ingested everything sent and recomputed; return its last word."""
     base = before.get("counters", {})
+    target = base.get("events_prediction", 0) + base.get("events_label", 0) + sent + labels
     deadline = time.monotonic() + config.settle_seconds
-    caught_up_at = None
     while True:
         status = client.get(config.monitor_url + "/status").json()
         counters = status["counters"]
         ingested = counters.get("events_prediction", 0) - base.get("events_prediction", 0)
         joined = counters.get("labels_matched", 0) - base.get("labels_matched", 0)
-        if caught_up_at is None and ingested >= sent and joined >= labels:
-            caught_up_at = time.time()
-        if caught_up_at is not None and status["last_computation"] > caught_up_at:
+        if status.get("computed_events", 0) >= target:  # the last computation saw every event
             break
         if time.monotonic() > deadline:
             log.warning(
@@ -191,7 +189,7 @@ def _settle(
                 sent,
             )
             break
-        time.sleep(0.5)
+        time.sleep(0.3)
     samples.append(
         {
             "elapsed": time.monotonic() - started,
