@@ -3,7 +3,9 @@
 Guarantees (DESIGN.md, "Prediction and label events"):
 - never blocks a prediction: `append` only enqueues; a full queue drops the event
   and counts it (`shiftwatch_event_log_write_errors_total{reason="queue_full"}`);
-- a failed write is counted (`reason="io_error"`) and logged, never raised;
+- a failed write is counted (`reason="io_error"`) and logged, never raised; a segment removed
+  or replaced under the writer (another writer's disk budget, the directory swapped for a
+  file) is noticed before each batch, so events are never written into an unlinked file;
 - bounded disk: the writer rolls to a new segment past `segment_bytes` and
   deletes the oldest segments while all of them together exceed `max_bytes`.
   A consumer that falls further behind than that loses the deleted events; the
@@ -44,6 +46,7 @@ class EventLog:
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self._thread = threading.Thread(target=self._run, name="event-log-writer", daemon=True)
         self._file: IO[str] | None = None
+        self._path: Path | None = None  # the open segment
         self._seq = 0
         self._size = 0
 
@@ -93,6 +96,9 @@ class EventLog:
             return
         lines = [event.model_dump_json() + "\n" for event in events]
         try:
+            if self._file is not None and self._segment_gone():
+                self._file.close()
+                self._file = None
             for line in lines:
                 if self._file is None or self._size + len(line) > self.segment_bytes:
                     self._roll()
@@ -109,6 +115,13 @@ class EventLog:
                     pass
             self._file = None  # reopen (next segment) on the next write
 
+    def _segment_gone(self) -> bool:
+        """Whether the open segment's path no longer names the open file."""
+        try:
+            return not os.path.samestat(os.stat(self._path), os.fstat(self._file.fileno()))
+        except OSError:  # removed, or a path component is no longer a directory
+            return True
+
     def _roll(self) -> None:
         if self._file is not None:
             self._file.close()
@@ -116,6 +129,7 @@ class EventLog:
         self._seq += 1
         path = self.directory / f"events-{self.writer_id}-{self._seq:06d}.jsonl"
         self._file = path.open("a", encoding="utf-8")
+        self._path = path
         self._size = path.stat().st_size
         self._enforce_budget(keep=path)
 

@@ -1,5 +1,11 @@
-"""ASGI middleware in front of the APIs: body size (413), malformed JSON (400), bearer token
-(401), and the count of every 4xx by reason. BentoML has no request-body limit of its own."""
+"""ASGI middleware in front of the APIs: body size (413), media type (415), malformed JSON (400),
+bearer token (401), and the count of every 4xx by reason. BentoML has no request-body limit of
+its own.
+
+Only JSON is parsed: BentoML picks its deserializer by Content-Type, and its multipart/form one
+answers a malformed form with a 500 (and its pickle one would unpickle, were it not refused on
+the main server). A request without a Content-Type is read as JSON, as BentoML does.
+"""
 
 from __future__ import annotations
 
@@ -35,12 +41,23 @@ class RequestLimits:
         holder = start_request()
         headers = dict(scope.get("headers", []))
         if endpoint == "feedback" and self.feedback_token is not None:
-            given = headers.get(b"authorization", b"").decode("latin-1")
-            if not secrets.compare_digest(given, f"Bearer {self.feedback_token}"):
+            # Bytes: compare_digest raises TypeError on a str with non-ASCII characters.
+            given = headers.get(b"authorization", b"")
+            if not secrets.compare_digest(given, f"Bearer {self.feedback_token}".encode()):
                 await self._reject(
                     send, endpoint, 401, "unauthorized", "Authorization: bearer token required"
                 )
                 return
+        media_type = headers.get(b"content-type", b"").decode("latin-1").split(";")[0].strip()
+        if media_type and media_type.lower() != "application/json":
+            await self._reject(
+                send,
+                endpoint,
+                415,
+                "unsupported_media_type",
+                f"content-type: {media_type[:100]!r} is not supported; send application/json",
+            )
+            return
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
             await self._too_large(send, endpoint, int(declared))
@@ -64,6 +81,11 @@ class RequestLimits:
         except ValueError as exc:
             await self._reject(
                 send, endpoint, 400, "malformed_json", f"body: malformed JSON: {exc}"
+            )
+            return
+        except RecursionError:  # nesting deeper than the parser's stack: never a valid request
+            await self._reject(
+                send, endpoint, 400, "malformed_json", "body: JSON nested too deeply"
             )
             return
 

@@ -40,6 +40,15 @@ class ServiceSettings(BaseSettings):
     # this; 20 ms turned most requests at 32 clients away (docs/benchmarks.md), 1 s does not.
     max_latency_ms: int = Field(1000, ge=1)
     inference_batch: int = Field(32, ge=1)  # sequences per session.run, grouped by length
+    # Requests handled at once by the worker (BentoML traffic.max_concurrency); beyond it BentoML
+    # answers 429 at once ("Too many requests"), /livez /readyz /metrics exempt. Together with
+    # the 503 of the batch queue (max_latency_ms) and the 30 s request timeout (504), an overload
+    # is refused quickly instead of queueing without bound.
+    max_concurrency: int = Field(32, ge=1)
+    # On SIGTERM: /readyz answers 503 at once while requests are still served for this long (so
+    # a load balancer stops routing here), then in-flight requests finish and the process exits.
+    # SIGINT (Ctrl-C) skips the wait. 0: no wait.
+    shutdown_drain_seconds: float = Field(5.0, ge=0)
 
     intra_op_threads: int = Field(1, ge=1)  # onnxruntime threads per session.run
     inter_op_threads: int = Field(1, ge=1)

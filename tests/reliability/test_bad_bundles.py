@@ -1,0 +1,124 @@
+"""A bad model bundle in the store stops `bentoml serve` at start-up: one clear line naming
+the model and the problem, a non-zero exit, no worker crash loop."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import onnx
+import pytest
+
+from shiftwatch.vocab import Vocabulary
+from tests.servers import ROOT, TINY_LIMITS, free_port
+
+pytestmark = pytest.mark.slow
+# Start-up of a bad store takes ~2 s (the check runs before any worker); a good store needs
+# ~15 s to become ready. 180 s only bounds a regression (a crash loop never exits).
+STARTUP_LIMIT_SECONDS = 180
+
+
+def bundle_dir(home: Path, variant: str) -> Path:
+    models = home / "models" / f"shiftwatch-{variant}"
+    return models / (models / "latest").read_text().strip()
+
+
+def remove_vocab(home: Path) -> None:
+    (bundle_dir(home, "research") / "vocab.json").unlink()
+
+
+def garble_onnx(home: Path) -> None:
+    (bundle_dir(home, "baseline") / "model.onnx").write_bytes(b"\x08\x07garbage" * 512)
+
+
+def unknown_operator(home: Path) -> None:
+    """A model.onnx that parses and keeps the contract's inputs and outputs, but whose graph
+    onnxruntime cannot load: only opening a session finds it."""
+    path = bundle_dir(home, "no_pe") / "model.onnx"
+    model = onnx.load(str(path))
+    model.graph.node[0].op_type = "NoSuchOperator"
+    onnx.save(model, str(path))
+
+
+def swap_vocab(home: Path) -> None:
+    """A self-consistent vocab.json (its own hash matches) that is not the model's vocabulary."""
+    path = bundle_dir(home, "research") / "vocab.json"
+    tokens = json.loads(path.read_text())["tokens"]
+    tokens[2], tokens[3] = tokens[3], tokens[2]
+    Vocabulary(tuple(tokens)).save(path)
+
+
+def drop_model(home: Path) -> None:
+    shutil.rmtree(home / "models" / "shiftwatch-no_pe")
+
+
+CASES: dict[str, tuple[Callable[[Path], None], list[str]]] = {
+    # case: (how the store is broken, fragments of the one message)
+    "missing_file": (remove_vocab, ["shiftwatch-research", "is missing vocab.json"]),
+    "corrupt_onnx": (garble_onnx, ["shiftwatch-baseline", "not a readable ONNX model"]),
+    "graph_onnxruntime_rejects": (unknown_operator, ["shiftwatch-no_pe", "NoSuchOperator"]),
+    "vocab_mismatch": (swap_vocab, ["shiftwatch-research", "vocabulary hash mismatch"]),
+    # BentoML's own check, before ours: the reference resolves to nothing.
+    "model_not_in_store": (drop_model, ["shiftwatch-no_pe:latest could not be found"]),
+}
+
+
+def serve(home: Path, work: Path) -> tuple[int, str]:
+    """`bentoml serve` over the store at `home`; (exit code, output). A run that does not
+    exit in time is killed (its whole process group) and reported as such."""
+    env = {
+        **os.environ,
+        **TINY_LIMITS,
+        "BENTOML_HOME": str(home),
+        "SHIFTWATCH_EVENT_LOG_DIR": str(work / "events"),
+    }
+    args = ["bentoml", "serve", "service.service:Shiftwatch", "--host", "127.0.0.1"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", *args, "--port", str(free_port())],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its workers, if any, die with it below
+    )
+    try:
+        output, _ = process.communicate(timeout=STARTUP_LIMIT_SECONDS)
+        return process.returncode, output
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate()
+        return -1, f"did not exit in {STARTUP_LIMIT_SECONDS} s\n{output[-3000:]}"
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_a_bad_bundle_stops_startup_with_one_message(
+    case: str, tiny_store: dict, tmp_path: Path
+) -> None:
+    breaks, fragments = CASES[case]
+    home = tmp_path / "bentoml"
+    shutil.copytree(Path(os.environ["BENTOML_HOME"]) / "models", home / "models")
+    breaks(home)
+
+    code, output = serve(home, tmp_path)
+
+    assert code not in (0, -1), output[-3000:]
+    problem_lines = [
+        line
+        for line in output.splitlines()
+        if "cannot start" in line or "could not be found" in line
+    ]
+    assert len(problem_lines) == 1, output[-3000:]  # one message, no respawn loop
+    for fragment in fragments:
+        assert fragment in problem_lines[0], problem_lines[0]
+    assert "Traceback" not in output, output[-3000:]
