@@ -28,14 +28,36 @@ class LocalProcess:
     log_path: Path
 
     def stop(self, timeout: float = 20.0) -> None:
-        """SIGTERM, then SIGKILL after `timeout` seconds."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, timeout)
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 20.0) -> None:
+    """SIGTERM, then SIGKILL after `timeout` seconds."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def wait_ready(process: subprocess.Popen, url: str, log_path: Path, timeout: float) -> None:
+    """Poll `url` until it answers 200; raise with the log's tail if the process exits or
+    the time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"{url}: process exited with {process.returncode}:\n{log_path.read_text()[-2000:]}"
+            )
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"{url}: not ready in {timeout:.0f} s:\n{log_path.read_text()[-2000:]}")
 
 
 def start_process(
@@ -56,20 +78,12 @@ def start_process(
         stderr=subprocess.STDOUT,
     )
     local = LocalProcess(name, process, f"http://127.0.0.1:{port}", log_path)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(
-                f"{name} exited with {process.returncode}; log {log_path}:\n{log_path.read_text()[-2000:]}"
-            )
-        try:
-            if httpx.get(local.url + ready_path, timeout=1).status_code == 200:
-                return local
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    local.stop()
-    raise RuntimeError(f"{name} not ready in {timeout:.0f} s; log {log_path}")
+    try:
+        wait_ready(process, local.url + ready_path, log_path, timeout)
+    except RuntimeError:
+        local.stop()
+        raise
+    return local
 
 
 def start_service(env: dict[str, str], log_path: Path) -> LocalProcess:

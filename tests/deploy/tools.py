@@ -5,14 +5,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.servers import ROOT, free_port
+from shiftwatch.replay.stack import start_monitor as stack_start_monitor
+from shiftwatch.replay.stack import wait_ready
+from tests.servers import ROOT
 
 DEPLOY = ROOT / "deploy"
 
@@ -37,47 +36,22 @@ def run_tool(args: list[str], timeout: float = 60) -> subprocess.CompletedProces
 
 
 def wait_healthy(url: str, process: subprocess.Popen, log_path: Path, timeout: float = 90) -> None:
-    """Poll `url` until it answers 200; fail with the process's log when it exits or times out."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{url}: process exited: {log_path.read_text()[-3000:]}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"{url}: not healthy in {timeout:.0f} s: {log_path.read_text()[-3000:]}")
+    """Poll `url` until it answers 200 (see `shiftwatch.replay.stack.wait_ready`)."""
+    wait_ready(process, url, log_path, timeout)
 
 
 def start_monitor(
     event_log_dir: Path, models_dir: Path, work: Path
 ) -> tuple[subprocess.Popen, str]:
     """`python -m shiftwatch monitor` on loopback over tiny bundles, recomputing every 0.5 s."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "SHIFTWATCH_MONITOR_EVENT_LOG_DIR": str(event_log_dir),
-        "SHIFTWATCH_MONITOR_STATE_PATH": str(work / "state.sqlite"),
-        "SHIFTWATCH_MONITOR_MODELS_DIR": str(models_dir),
-        "SHIFTWATCH_MONITOR_PORT": str(port),
-        "SHIFTWATCH_MONITOR_RECOMPUTE_SECONDS": "0.5",
-        "SHIFTWATCH_MONITOR_POLL_SECONDS": "0.2",
-    }
-    log_path = work / "monitor.log"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "shiftwatch", "monitor"],
-        cwd=ROOT,
-        env=env,
-        stdout=log_path.open("w"),
-        stderr=subprocess.STDOUT,
+    local = stack_start_monitor(
+        {
+            "SHIFTWATCH_MONITOR_EVENT_LOG_DIR": str(event_log_dir),
+            "SHIFTWATCH_MONITOR_STATE_PATH": str(work / "state.sqlite"),
+            "SHIFTWATCH_MONITOR_MODELS_DIR": str(models_dir),
+            "SHIFTWATCH_MONITOR_RECOMPUTE_SECONDS": "0.5",
+            "SHIFTWATCH_MONITOR_POLL_SECONDS": "0.2",
+        },
+        work / "monitor.log",
     )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url + "/healthz", process, log_path)
-    except RuntimeError:
-        process.kill()
-        process.wait()
-        raise
-    return process, url
+    return local.process, local.url

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -12,7 +9,7 @@ import httpx
 import pytest
 
 from shiftwatch.data.synthetic import sample_scenario
-from tests.servers import ROOT, free_port, stop_server
+from shiftwatch.replay.stack import start_monitor
 
 pytestmark = pytest.mark.slow
 
@@ -21,36 +18,18 @@ pytestmark = pytest.mark.slow
 def monitor(live_server: dict, tmp_path_factory: pytest.TempPathFactory):
     work = tmp_path_factory.mktemp("monitor")
     bundle, _ = live_server["store"]["baseline"]
-    port = free_port()
     env = {
-        **os.environ,
         "SHIFTWATCH_MONITOR_EVENT_LOG_DIR": str(live_server["events"]),
         "SHIFTWATCH_MONITOR_STATE_PATH": str(work / "state.sqlite"),
         "SHIFTWATCH_MONITOR_MODELS_DIR": str(Path(bundle.path).parent),
-        "SHIFTWATCH_MONITOR_PORT": str(port),
         "SHIFTWATCH_MONITOR_RECOMPUTE_SECONDS": "0.5",
         "SHIFTWATCH_MONITOR_POLL_SECONDS": "0.2",
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "shiftwatch", "monitor"],
-        cwd=ROOT,
-        env=env,
-        stdout=(work / "monitor.log").open("w"),
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        assert process.poll() is None, (work / "monitor.log").read_text()[-3000:]
-        try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.3)
+    process = start_monitor(env, work / "monitor.log")
     try:
-        yield url
+        yield process.url
     finally:
-        stop_server(process)
+        process.stop()
 
 
 def wait_status(url: str, predicate, timeout: float = 30.0) -> dict:
@@ -91,7 +70,9 @@ def test_requests_and_feedback_show_up_in_status_metrics_and_report(
         return (
             c.get("events_prediction", 0) - before.get("events_prediction", 0) == 64
             and c.get("labels_matched", 0) - before.get("labels_matched", 0) == 40
-            and status["models"].get("baseline", {}).get("rows", 0) >= 64
+            # ...and the latest window computation has seen all of it
+            and status["computed_events"]
+            >= c.get("events_prediction", 0) + c.get("events_label", 0)
         )
 
     status = wait_status(monitor, caught_up)
