@@ -249,6 +249,17 @@ def monitor(
     serve(settings)
 
 
+def _count_progress() -> Progress:
+    """A bar of sequences sent, under the task's description."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
+
+
 def _replay_table(rows: list[dict], title: str) -> Table:
     from shiftwatch.replay.summary import COLUMNS, fmt
 
@@ -294,14 +305,8 @@ def replay(
         config = ReplayConfig(
             scenario, url, monitor_url, rate, events, 1, label_delay, label_coverage, seed
         )
-        with Progress(
-            TextColumn(f"replay {scenario}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-        ) as progress:
-            task = progress.add_task("send", total=events)
+        with _count_progress() as progress:
+            task = progress.add_task(f"replay {scenario}", total=events)
             timeline = run_replay(config, lambda sent, _: progress.update(task, completed=sent))
     except ReplayError as exc:
         console.print(f"[red]error:[/red] {exc}")
@@ -348,13 +353,7 @@ def demo(
         base = ReplayConfig(
             chosen[0], "http://unset", None, rate, events, 1, label_delay, 1.0, 0, 0.5, 1.0
         )
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-        ) as progress:
+        with _count_progress() as progress:
             task = progress.add_task("demo", total=events)
 
             def step(text: str) -> None:

@@ -25,3 +25,17 @@ def start_server(env_overrides: dict[str, str], log_path: Path) -> tuple[subproc
 
 
 stop_server = stop_process
+
+
+def monitor_env(live_server: dict, work: Path, **overrides: str) -> dict[str, str]:
+    """SHIFTWATCH_MONITOR_* for a monitor beside `live_server`, state in `work`; overrides by
+    setting name, e.g. window_size="100"."""
+    bundle, _ = live_server["store"]["baseline"]
+    env = {
+        "SHIFTWATCH_MONITOR_EVENT_LOG_DIR": str(live_server["events"]),
+        "SHIFTWATCH_MONITOR_STATE_PATH": str(work / "state.sqlite"),
+        "SHIFTWATCH_MONITOR_MODELS_DIR": str(Path(bundle.path).parent),
+        "SHIFTWATCH_MONITOR_RECOMPUTE_SECONDS": "0.5",
+        "SHIFTWATCH_MONITOR_POLL_SECONDS": "0.2",
+    }
+    return env | {f"SHIFTWATCH_MONITOR_{key.upper()}": value for key, value in overrides.items()}

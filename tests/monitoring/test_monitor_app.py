@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
 from shiftwatch.data.synthetic import sample_scenario
 from shiftwatch.replay.stack import start_monitor
+from tests.servers import monitor_env
 
 pytestmark = pytest.mark.slow
 
@@ -17,14 +17,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def monitor(live_server: dict, tmp_path_factory: pytest.TempPathFactory):
     work = tmp_path_factory.mktemp("monitor")
-    bundle, _ = live_server["store"]["baseline"]
-    env = {
-        "SHIFTWATCH_MONITOR_EVENT_LOG_DIR": str(live_server["events"]),
-        "SHIFTWATCH_MONITOR_STATE_PATH": str(work / "state.sqlite"),
-        "SHIFTWATCH_MONITOR_MODELS_DIR": str(Path(bundle.path).parent),
-        "SHIFTWATCH_MONITOR_RECOMPUTE_SECONDS": "0.5",
-        "SHIFTWATCH_MONITOR_POLL_SECONDS": "0.2",
-    }
+    env = monitor_env(live_server, work)
     process = start_monitor(env, work / "monitor.log")
     try:
         yield process.url

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from shiftwatch.replay.driver import ReplayConfig, ReplayError, run_replay
 from shiftwatch.replay.stack import start_monitor
 from shiftwatch.replay.summary import summarize
+from tests.servers import monitor_env
 
 pytestmark = pytest.mark.slow
 WINDOW = 100  # predictions per model in the monitor's window; the post-onset phase is longer
@@ -17,17 +16,15 @@ WINDOW = 100  # predictions per model in the monitor's window; the post-onset ph
 @pytest.fixture(scope="module")
 def monitor_url(live_server: dict, tmp_path_factory: pytest.TempPathFactory):
     work = tmp_path_factory.mktemp("replay-monitor")
-    bundle, _ = live_server["store"]["baseline"]
-    env = {
-        "SHIFTWATCH_MONITOR_EVENT_LOG_DIR": str(live_server["events"]),
-        "SHIFTWATCH_MONITOR_STATE_PATH": str(work / "state.sqlite"),
-        "SHIFTWATCH_MONITOR_MODELS_DIR": str(Path(bundle.path).parent),
-        "SHIFTWATCH_MONITOR_WINDOW_SIZE": str(WINDOW),
-        "SHIFTWATCH_MONITOR_RECOMPUTE_SECONDS": "0.3",
-        "SHIFTWATCH_MONITOR_RECOMPUTE_EVENTS": "20",
-        "SHIFTWATCH_MONITOR_POLL_SECONDS": "0.1",
-        "SHIFTWATCH_MONITOR_EXTRA_DOMAINS": "clinical",
-    }
+    env = monitor_env(
+        live_server,
+        work,
+        window_size=str(WINDOW),
+        recompute_seconds="0.3",
+        recompute_events="20",
+        poll_seconds="0.1",
+        extra_domains="clinical",
+    )
     process = start_monitor(env, work / "monitor.log")
     try:
         yield process.url
