@@ -21,6 +21,7 @@ from benchmarks.report import (
     machine_summary,
     markdown_table,
     other_load_cores,
+    verdict,
     write_section,
 )
 from monitoring.drift import DriftConfig, compute_drift
@@ -135,15 +136,13 @@ def main() -> None:
             f"drift over a {args.window:,}-event window (K-S/PSI/JS per column + embeddings + predictions)",
             f"{drift_median:.3f} s median of {len(drift)} (max {max(drift):.3f})",
             f"≤ {DRIFT_TARGET_S:g} s",
-            "met"
-            if drift_median <= DRIFT_TARGET_S
-            else f"missed by {drift_median - DRIFT_TARGET_S:.2f} s",
+            verdict(drift_median, DRIFT_TARGET_S, True, " s"),
         ],
         [
             f"ingest ({ingested:,} events: predictions with 2 shadows, and their labels)",
             f"{rate:,.0f} events/s ({ingest_s:.2f} s)",
             f"≥ {INGEST_TARGET:,.0f} events/s",
-            "met" if rate >= INGEST_TARGET else f"missed by {INGEST_TARGET - rate:,.0f} events/s",
+            verdict(rate, INGEST_TARGET, False, " events/s"),
         ],
     ]
     section = "\n".join(

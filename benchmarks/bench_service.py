@@ -39,7 +39,6 @@ import onnxruntime as ort
 import typer
 from rich.console import Console
 
-from benchmarks.inference_report import BUSY_CORES
 from benchmarks.live_service import (
     BATCH_SIZE,
     HOST,
@@ -51,10 +50,12 @@ from benchmarks.live_service import (
     signals_deferred,
 )
 from benchmarks.report import (
+    BUSY_CORES,
     CpuSnapshot,
     machine_summary,
     markdown_table,
     other_load_cores,
+    verdict,
     write_section,
 )
 from benchmarks.timing import RepetitionBudget, Timing, time_calls
@@ -210,12 +211,6 @@ class Run:
     servers: dict[str, dict]  # configuration -> what its server did (see `server_rows`)
     other_load_cores: float | None  # used by everything but this process and its servers
     wall_s: float
-
-
-def verdict(value: float, target: float, at_most: bool, unit: str) -> str:
-    """'met (margin ...)' or 'missed by ...'."""
-    margin = target - value if at_most else value - target
-    return f"met (margin {margin:.2f}{unit})" if margin >= 0 else f"missed by {-margin:.2f}{unit}"
 
 
 def target_rows(run: Run) -> list[list[str]]:

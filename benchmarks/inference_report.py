@@ -11,7 +11,7 @@ from pathlib import Path
 import onnxruntime as ort
 import torch
 
-from benchmarks.report import machine_summary, markdown_table
+from benchmarks.report import BUSY_CORES, machine_summary, markdown_table, verdict
 from benchmarks.timing import RepetitionBudget, Timing, forward_flops
 from shiftwatch.bundle import BundleError, read_bundle
 from shiftwatch.inference import GRAPH_OPTIMIZATION
@@ -23,7 +23,6 @@ ORT_TIME_TARGET = 0.5  # ORT fp32 median time <= this x torch's
 INT8_SPEEDUP_TARGET = 1.3  # fp32 median time / int8 median time >= this
 INT8_ACCURACY_TARGET = 0.5  # |int8 - fp32 accuracy| <= this many points on every eval set
 INT8_AGREEMENT_TARGET = 99.5  # % of every eval set where int8 and fp32 argmax agree
-BUSY_CORES = 0.25  # other processes using more than this many cores make the run unrepresentative
 
 
 @dataclass(frozen=True)
@@ -59,12 +58,6 @@ def recorded_int8_accuracy(bundle_dir: Path) -> tuple[dict | None, str]:
         f"recorded in {bundle_dir / 'bundle.json'} (exported {bundle.meta.created_at} "
         f"from run {bundle.meta.run.get('path', 'unknown')})"
     )
-
-
-def verdict(value: float, target: float, at_most: bool, unit: str) -> str:
-    """'met', or 'missed by <gap><unit>'."""
-    gap = value - target if at_most else target - value
-    return "met" if gap <= 0 else f"missed by {gap:.2f}{unit}"
 
 
 def target_rows(timings: dict[tuple[int, int, str], Timing], accuracy: dict | None) -> list:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from training.model import ModelConfig
+if TYPE_CHECKING:  # torch only for the inference benchmark's GEMM peak and FLOP count
+    from training.model import ModelConfig
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,8 @@ def gemm_peak_gflops(threads: int, budget: RepetitionBudget, size: int = 1024) -
 
     The same thread count as the engines, so "fraction of peak" compares like with like.
     """
+    import torch
+
     torch.set_num_threads(threads)
     generator = torch.Generator().manual_seed(0)
     a, b = (torch.randn(size, size, generator=generator) for _ in range(2))
