@@ -21,7 +21,7 @@ from service.event_log import EventLog
 from service.limits import RequestLimits
 from service.predictor import Predictor, StartupError
 from service.rejections import reject
-from service.schemas import FeedbackItems, FeedbackReceipt, Instances, Prediction
+from service.schemas import FeedbackItems, FeedbackReceipt, Instances, Predictions
 from shiftwatch.bundle import BundleError, ModelBundle, read_bundle
 from shiftwatch.events import LabelEvent
 from shiftwatch.settings import service_settings
@@ -154,7 +154,7 @@ class Shiftwatch:
         max_batch_size=SETTINGS.max_batch_size,
         max_latency_ms=SETTINGS.max_latency_ms,
     )
-    def predict(self, instances: Instances) -> list[Prediction]:
+    def predict(self, instances: Instances) -> Predictions:
         """Classify 1..N sequences (`tokens` or `text`) with the primary or a named model."""
         predictions, events = self.predictor.predict(instances)
         if self.event_log is not None:
