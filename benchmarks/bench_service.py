@@ -45,6 +45,7 @@ from benchmarks.live_service import (
     JSON,
     READY_TIMEOUT_S,
     Cell,
+    Request,
     Server,
     drive,
     signals_deferred,
@@ -75,6 +76,7 @@ REQUEST_SCALE = {1: 1, 8: 3, 32: 6}  # timed requests per cell, in multiples of 
 OVERHEAD_MS = 2.0  # HTTP p50 - session.run p50, one client
 BATCHING_SPEEDUP = 1.2  # batched / unbatched throughput, 32 clients
 EVENT_LOG_PCT = 5.0  # % the event log may add to p50, one client
+LIVEZ = Request("GET", "/livez")  # BentoML's HTTP path (middleware, routing) without an API
 console = Console(stderr=True)
 
 
@@ -167,31 +169,36 @@ def warm_up(server: Server, body: bytes, primary: str, requests: int) -> None:
     )
     if answer.status_code != 200 or answer.json()[0].get("model") != primary:
         raise RuntimeError(f"server '{server.name}' answered {answer.status_code}: {answer.text}")
-    drive(server.url, body, 8, requests, 60.0)
+    drive(server.port, Request("POST", "/predict", body), 8, requests, 60.0)
 
 
 def measure(
     servers: dict[str, Server], body: bytes, budget: LoadBudget, session_run: Callable[[], object]
-) -> tuple[dict[tuple[str, int], Cell], Timing]:
-    """Every cell in interleaved rounds; the bare session.run in the one-client rounds."""
+) -> tuple[dict[tuple[str, int], Cell], Timing, Cell]:
+    """Every cell in interleaved rounds; in the one-client rounds also the bare session.run
+    and GET /livez on the no-shadows server (BentoML's HTTP path without an API call)."""
     cells = {(c.name, clients): Cell() for c in CONFIGS for clients in CLIENTS}
     raw: list[float] = []
+    livez, predict = Cell(), Request("POST", "/predict", body)
     for clients in CLIENTS:
         requests = math.ceil(budget.requests * REQUEST_SCALE[clients] / budget.rounds)
         for r in range(budget.rounds):
             if clients == 1:
                 raw += time_calls(session_run, budget.raw).samples_ms
+                livez.measure(
+                    servers[NO_SHADOWS.name], LIVEZ, 1, requests, budget.seconds / budget.rounds
+                )
             for config in CONFIGS[r % len(CONFIGS) :] + CONFIGS[: r % len(CONFIGS)]:
                 cell = cells[config.name, clients]
                 cell.measure(
-                    servers[config.name], body, clients, requests, budget.seconds / budget.rounds
+                    servers[config.name], predict, clients, requests, budget.seconds / budget.rounds
                 )
             p50s = ", ".join(
                 f"{c.name} {p[-1]:.2f}" if (p := cells[c.name, clients].round_p50_ms) else "-"
                 for c in CONFIGS
             )
             console.print(f"{clients:>2} clients, round {r + 1}/{budget.rounds}: p50 ms {p50s}")
-    return cells, Timing(tuple(raw))
+    return cells, Timing(tuple(raw)), livez
 
 
 @dataclass(frozen=True)
@@ -207,6 +214,7 @@ class Run:
     provider: str  # onnxruntime execution provider of the bare session
     request: str  # what one request holds
     raw: Timing  # bare session.run of the primary, batch 1
+    livez: Cell  # GET /livez, one client, on the no-shadows server
     cells: dict[tuple[str, int], Cell]
     servers: dict[str, dict]  # configuration -> what its server did (see `server_rows`)
     other_load_cores: float | None  # used by everything but this process and its servers
@@ -225,6 +233,15 @@ def target_rows(run: Run) -> list[list[str]]:
             continue
         measured = f"{http - raw:.2f} ms ({http:.2f} - {raw:.3f})"
         rows.append([target, measured, verdict(http - raw, OVERHEAD_MS, True, " ms")])
+    if run.livez.timing and (http := p50.get((NO_SHADOWS.name, 1))):
+        floor = run.livez.timing.median_ms
+        measured = (
+            f"GET /livez p50 {floor:.2f} ms: BentoML's HTTP path with no API call (uvicorn, "
+            f"its ASGI middleware: OpenTelemetry, metrics, access log, concurrency limit); "
+            f"/predict adds {http - floor - raw:.2f} ms beyond it and session.run (JSON, "
+            f"validation, batching dispatch, thread hop, response)"
+        )
+        rows.append(["what bounds the overhead (1 client, no shadows)", measured, "no target"])
     batched, unbatched = (run.cells[c.name, 32] for c in (DEFAULT, UNBATCHED))
     target = f"batching >= {BATCHING_SPEEDUP:g}x unbatched throughput (32 clients)"
     if unbatched.throughput:
@@ -264,25 +281,25 @@ def target_rows(run: Run) -> list[list[str]]:
 
 
 def grid_rows(run: Run) -> list[list[object]]:
-    """The bare session.run, then one row per (configuration, clients)."""
+    """The bare session.run, GET /livez, then one row per (configuration, clients)."""
     raw = run.raw
     rows: list[list[object]] = [
         ["session.run, batch 1 (in process)", "-", raw.reps, "-", f"{raw.median_ms:.3f}"]
         + [f"{raw.p99_ms:.3f}", f"{1e3 / raw.median_ms:,.0f}", "1", "-", "-", "-"]
     ]
-    for config in CONFIGS:
-        for clients in CLIENTS:
-            cell = run.cells[config.name, clients]
-            t, wall = cell.timing, cell.wall_s or math.nan
-            failed = ", ".join(f"{k}: {n}" for k, n in sorted(cell.outcomes.items()) if k != "200")
-            rows.append(
-                [config.name, clients, len(cell.latencies_ms), failed or "0"]
-                + ([f"{t.median_ms:.3f}", f"{t.p99_ms:.3f}"] if t else ["-", "-"])
-                + [f"{cell.throughput:,.0f}"]
-                + [f"{cell.instances / cell.predict_calls:.1f}" if cell.predict_calls else "-"]
-                + [" / ".join(f"{p:.2f}" for p in cell.round_p50_ms) or "-"]
-                + [f"{cell.server_cpu_s / wall:.2f}", f"{cell.client_cpu_s / wall:.2f}"]
-            )
+    cells = [(f"GET /livez ({NO_SHADOWS.name})", 1, run.livez)]
+    cells += [(c.name, clients, run.cells[c.name, clients]) for c in CONFIGS for clients in CLIENTS]
+    for name, clients, cell in cells:
+        t, wall = cell.timing, cell.wall_s or math.nan
+        failed = ", ".join(f"{k}: {n}" for k, n in sorted(cell.outcomes.items()) if k != "200")
+        rows.append(
+            [name, clients, len(cell.latencies_ms), failed or "0"]
+            + ([f"{t.median_ms:.3f}", f"{t.p99_ms:.3f}"] if t else ["-", "-"])
+            + [f"{cell.throughput:,.0f}"]
+            + [f"{cell.instances / cell.predict_calls:.1f}" if cell.predict_calls else "-"]
+            + [" / ".join(f"{p:.2f}" for p in cell.round_p50_ms) or "-"]
+            + [f"{cell.server_cpu_s / wall:.2f}", f"{cell.client_cpu_s / wall:.2f}"]
+        )
     return rows
 
 
@@ -357,9 +374,11 @@ def render(run: Run) -> str:
         f"max_batch_size {s.max_batch_size}, max_latency_ms {s.max_latency_ms}, "
         f"inference_batch {s.inference_batch}; onnxruntime threads {s.intra_op_threads} "
         f"intra-op, {s.inter_op_threads} inter-op, in the servers and in session.run",
-        "- Clients: asyncio + httpx in this process, one client (one keep-alive connection) "
-        "per concurrent caller, each sending its next request once the last is answered; "
-        "latency is measured by the client, so it includes the client's own time",
+        "- Clients: asyncio in this process, one keep-alive HTTP/1.1 connection per concurrent "
+        "caller (benchmarks/keepalive.py), each sending its next request once the last is "
+        "answered; latency is measured by the client, so it includes the client's own time "
+        "(client cores below; httpx's AsyncClient cost 1.4 ms of CPU per request here, this "
+        "client 0.2 ms)",
         f"- Per cell: {b.warmup_requests} untimed requests per server first; then up to "
         + "/".join(str(b.requests * REQUEST_SCALE[c]) for c in CLIENTS)
         + f" timed requests (1/8/32 clients) or {b.seconds:g} s, split over {b.rounds} "
@@ -395,7 +414,7 @@ def serve_and_measure(
     body: bytes,
     budget: LoadBudget,
     session_run: Callable[[], object],
-) -> tuple[dict[tuple[str, int], Cell], Timing, dict[str, dict], float | None]:
+) -> tuple[dict[tuple[str, int], Cell], Timing, Cell, dict[str, dict], float | None]:
     """Start every configuration's server, measure, and stop them all whatever happens.
 
     Args:
@@ -415,7 +434,7 @@ def serve_and_measure(
             server.wait_ready(deadline)
             warm_up(server, body, settings.primary_model, budget.warmup_requests)
         started, servers_cpu = CpuSnapshot.now(), sum(s.cpu_seconds() for s in servers.values())
-        cells, raw = measure(servers, body, budget, session_run)
+        cells, raw, livez = measure(servers, body, budget, session_run)
         servers_cpu = sum(s.cpu_seconds() for s in servers.values()) - servers_cpu
         load = other_load(started, CpuSnapshot.now(), servers_cpu)
         for name, server in servers.items():
@@ -432,7 +451,7 @@ def serve_and_measure(
         facts[config.name]["log_errors"] = errors = servers[config.name].log_errors()
         if errors:
             console.print(f"[yellow]server '{config.name}' logged {errors.total()} errors[/]")
-    return cells, raw, facts, load
+    return cells, raw, livez, facts, load
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
@@ -475,7 +494,7 @@ def main(
     classifier = OnnxClassifier(session, primary.meta.max_positions)
     ids, mask = pad_batch([primary.vocab.encode(tokens)])
     with tempfile.TemporaryDirectory(prefix="bench_service_") as work:
-        cells, raw, facts, load = serve_and_measure(
+        cells, raw, livez, facts, load = serve_and_measure(
             Path(work),
             primary.path.parents[1],  # <store>/models/<name>/<version> -> <store>/models
             settings,
@@ -495,6 +514,7 @@ def main(
         request=f"one instance of {len(tokens)} tokens (test split row {row}, domain {domain}), "
         f"{len(body)} bytes of JSON",
         raw=raw,
+        livez=livez,
         cells=cells,
         servers=facts,
         other_load_cores=load,

@@ -27,6 +27,7 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from benchmarks.keepalive import KeepAliveConnection, ProtocolError
 from benchmarks.timing import Timing
 
 HOST = "127.0.0.1"  # loopback only: the benchmark never listens on or calls another address
@@ -226,6 +227,15 @@ def process_tree_alive(family: dict[int, tuple[float, int]]) -> list[int]:
     return [pid for pid, (_, started) in family.items() if table.get(pid, (0, 0, -1))[2] == started]
 
 
+@dataclass(frozen=True)
+class Request:
+    """What every caller sends, again and again."""
+
+    method: str
+    path: str
+    body: bytes = b""
+
+
 @dataclass
 class Slice:
     """What one stretch of load on one server measured."""
@@ -236,33 +246,31 @@ class Slice:
     client_cpu_s: float  # CPU this process used meanwhile (the load generator)
 
 
-async def _post(client: httpx.AsyncClient, body: bytes) -> str:
+async def _send(connection: KeepAliveConnection, request: Request) -> str:
     try:
-        return str((await client.post("/predict", content=body, headers=JSON)).status_code)
-    except httpx.HTTPError as exc:
+        status, _ = await connection.request(request.method, request.path, request.body)
+        return str(status)
+    except (OSError, asyncio.IncompleteReadError, ProtocolError, TimeoutError) as exc:
         return type(exc).__name__
 
 
-async def _drive(url: str, body: bytes, clients: int, requests: int, seconds: float) -> Slice:
+async def _drive(port: int, request: Request, clients: int, requests: int, seconds: float) -> Slice:
     # One client (one keep-alive connection) per concurrent worker, like independent callers.
-    pool = [
-        httpx.AsyncClient(base_url=url, timeout=REQUEST_TIMEOUT_S, trust_env=False)
-        for _ in range(clients)
-    ]
+    pool = [KeepAliveConnection(HOST, port, REQUEST_TIMEOUT_S) for _ in range(clients)]
     try:
-        await asyncio.gather(*(_post(c, body) for c in pool))  # untimed: opens the connections
+        await asyncio.gather(*(_send(c, request) for c in pool))  # untimed: opens the connections
         latencies: list[float] = []
         outcomes: Counter[str] = Counter()
         remaining = requests
         cpu, started = time.process_time(), time.perf_counter()
         deadline = started + seconds
 
-        async def worker(client: httpx.AsyncClient) -> None:
+        async def worker(client: KeepAliveConnection) -> None:
             nonlocal remaining
             while remaining > 0 and time.perf_counter() < deadline:
                 remaining -= 1
                 sent = time.perf_counter()
-                outcome = await _post(client, body)
+                outcome = await _send(client, request)
                 outcomes[outcome] += 1
                 if outcome == "200":
                     latencies.append((time.perf_counter() - sent) * 1e3)
@@ -271,16 +279,17 @@ async def _drive(url: str, body: bytes, clients: int, requests: int, seconds: fl
         wall = time.perf_counter() - started
         return Slice(latencies, outcomes, wall, time.process_time() - cpu)
     finally:
-        await asyncio.gather(*(c.aclose() for c in pool))
+        await asyncio.gather(*(c.close() for c in pool))
 
 
-def drive(url: str, body: bytes, clients: int, requests: int, seconds: float) -> Slice:
-    """POST `body` to /predict from `clients` concurrent callers, each waiting for its answer.
+def drive(port: int, request: Request, clients: int, requests: int, seconds: float) -> Slice:
+    """Send `request` to HOST:port from `clients` concurrent callers, each waiting for its
+    answer (benchmarks/keepalive.py: httpx's own CPU time would be in every latency).
 
     Stops after `requests` timed requests or once `seconds` have passed (requests in
     flight then are awaited), whichever comes first.
     """
-    return asyncio.run(_drive(url, body, clients, requests, seconds))
+    return asyncio.run(_drive(port, request, clients, requests, seconds))
 
 
 @dataclass
@@ -297,13 +306,13 @@ class Cell:
     predict_calls: float = 0.0
 
     def measure(
-        self, server: Server, body: bytes, clients: int, requests: int, seconds: float
+        self, server: Server, request: Request, clients: int, requests: int, seconds: float
     ) -> None:
         """One round: `drive` the server, with its CPU time and predict calls meanwhile."""
         instances = server.metric(f"{BATCH_SIZE}_sum")
         calls = server.metric(f"{BATCH_SIZE}_count")
         cpu = server.cpu_seconds()
-        load = drive(server.url, body, clients, requests, seconds)
+        load = drive(server.port, request, clients, requests, seconds)
         self.server_cpu_s += server.cpu_seconds() - cpu
         self.instances += server.metric(f"{BATCH_SIZE}_sum") - instances
         self.predict_calls += server.metric(f"{BATCH_SIZE}_count") - calls
