@@ -18,13 +18,23 @@ BUNDLES := $(foreach v,baseline research no_pe,artifacts/models/$(v)/bundle.json
 setup: $(STAMP)
 
 # torch first, from the CPU wheel on disk (any other spec pulls a multi-GB CUDA build),
-# then the project with its dev extras. Reruns only when pyproject.toml changes.
-$(STAMP): pyproject.toml
+# then the project with its dev extras, constrained to the image's lock so the tests run
+# the versions the container ships. Reruns when pyproject.toml or the lock changes.
+IMAGE_LOCK := deploy/python/image.lock.txt
+$(STAMP): pyproject.toml $(IMAGE_LOCK)
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev]" -c $(IMAGE_LOCK)
 	touch $@
+
+# The image's pinned environments (CPU and GPU), from deploy/python/*.in, for Linux x86_64 and
+# Python 3.11 as in the bentofiles. Needs the package index; commit the result.
+LOCK_ARGS := --python-version 3.11 --python-platform x86_64-manylinux_2_28 --quiet
+.PHONY: lock
+lock: setup
+	$(VENV)/bin/uv pip compile deploy/python/image.in $(LOCK_ARGS) -o $(IMAGE_LOCK)
+	$(VENV)/bin/uv pip compile deploy/python/image-gpu.in $(LOCK_ARGS) -o deploy/python/image-gpu.lock.txt
 
 # promtool and prometheus for the deploy tests (tests/deploy/): Debian's package, installed
 # once (CI runs as root on a fresh Debian machine). Without them those tests fail under CI=true.
@@ -89,19 +99,26 @@ clean:
 	rm -rf artifacts build
 
 # Benchmarks behind DESIGN.md's targets; each writes its own section of docs/benchmarks.md.
-# Extra flags through BENCH_ARGS, e.g. `make bench-inference BENCH_ARGS="--quick --threads 4"`.
-.PHONY: bench bench-inference bench-monitor
-bench: bench-inference bench-service bench-monitor
+# `make bench` runs them all in one go (~45 min on 2 cores, ~35 of them the paper-profile
+# reproduction); run it on an otherwise idle machine. Extra flags through BENCH_ARGS, e.g.
+# `make bench-inference BENCH_ARGS="--quick --threads 4"`.
+.PHONY: bench bench-inference bench-service bench-monitor bench-reproduction
+bench: bench-inference bench-service bench-monitor bench-reproduction
 
 # torch eager vs onnxruntime fp32 vs int8 on a batch x seq grid (~5 min on 2 cores).
 bench-inference: setup models
 	$(PY) -m benchmarks.bench_inference $(BENCH_ARGS)
 
 # HTTP /predict of four server configurations (default, batching off, event log off,
-# no shadows) vs session.run, each a `bentoml serve` on loopback (~4 min on 2 cores).
-.PHONY: bench-service
+# no shadows) vs session.run, each a `bentoml serve` on loopback (~2 min on 2 cores).
 bench-service: setup models
 	$(PY) -m benchmarks.bench_service $(BENCH_ARGS)
 
+# Drift over a 10k-event window and ingest throughput (~1 min).
 bench-monitor: setup models
 	$(PY) -m benchmarks.bench_monitor
+
+# `shiftwatch reproduce` timed per profile, into a scratch folder (docs/results.md untouched):
+# quick then paper by default; `BENCH_ARGS="--profile quick"` for the 5-minute one alone.
+bench-reproduction: setup
+	$(PY) -m benchmarks.bench_reproduction $(BENCH_ARGS)
