@@ -39,6 +39,9 @@ def test_bentoml_build_packs_models_and_a_torch_free_environment(tiny_store: dic
     assert any(line.startswith("onnxruntime") for line in requirements)
     # torch and its CUDA wheels stay out (nvidia-ml-py, a small BentoML dependency, is fine).
     assert not any(line.startswith(("torch", "nvidia-cu")) for line in requirements)
+    # The committed lock, every version pinned (deploy/python/image.lock.txt).
+    pinned = [line for line in requirements if line and not line.startswith(("#", " "))]
+    assert pinned and all("==" in line for line in pinned), pinned
     sources = {p.relative_to(bento / "src").as_posix() for p in (bento / "src").rglob("*.py")}
     assert "service/service.py" in sources and "shiftwatch/bundle.py" in sources
     assert not any(s.startswith(("training/", "exports/", "tests/")) for s in sources)
