@@ -30,12 +30,14 @@ from rich.console import Console
 from benchmarks.inference_report import (
     FP32,
     INT8,
+    TARGET_CELL,
     TORCH,
     Measurement,
     other_load,
     recorded_int8_accuracy,
     render,
 )
+from benchmarks.ort_profile import OpProfile, profile_ops
 from benchmarks.report import CpuSnapshot, other_load_cores, write_section
 from benchmarks.timing import RepetitionBudget, Timing, gemm_peak_gflops, time_calls
 from exports.config import ExportConfig
@@ -96,6 +98,21 @@ def measure_grid(
     return timings
 
 
+def profile_target_cell(
+    model_dir: Path, config: ModelConfig, threads: int, quick: bool
+) -> dict[str, OpProfile]:
+    """ORT's kernel time by operator at DESIGN.md's target cell, fp32 and int8."""
+    batch, seq = TARGET_CELL
+    ids = np.random.default_rng(0).integers(2, config.vocab_size, size=(batch, seq))
+    mask = np.ones_like(ids)
+    runs = 20 if quick else 300
+    console.print(f"profiling ORT operators at batch {batch} seq {seq} ({runs} runs each)")
+    return {
+        name: profile_ops(model_dir / file, threads, ids, mask, runs)
+        for name, file in ((FP32, "model.onnx"), (INT8, "model.int8.onnx"))
+    }
+
+
 def main(
     variant: Annotated[str, typer.Option(help="baseline, research or no_pe.")] = "baseline",
     run: Annotated[
@@ -127,6 +144,7 @@ def main(
             console.print(f"note: seq {skipped} skipped: over max_positions {config.max_positions}")
         peak = gemm_peak_gflops(threads, budget)
         timings = measure_grid(config, engines, budget)
+        op_profiles = profile_target_cell(Path(model_dir), config, threads, quick)
     ended = CpuSnapshot.now()
     measurement = Measurement(
         command=" ".join(["python -m benchmarks.bench_inference", *sys.argv[1:]]),
@@ -138,6 +156,7 @@ def main(
         quick=quick,
         gemm_peak_gflops=peak,
         timings=timings,
+        op_profiles=op_profiles,
         skipped_lengths=skipped,
         other_load_cores=other_load_cores(started, ended),
         wall_s=ended.wall_s - started.wall_s,

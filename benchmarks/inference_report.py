@@ -11,6 +11,7 @@ from pathlib import Path
 import onnxruntime as ort
 import torch
 
+from benchmarks.ort_profile import MATMUL_OPS, OpProfile
 from benchmarks.report import BUSY_CORES, machine_summary, markdown_table, verdict
 from benchmarks.timing import RepetitionBudget, Timing, forward_flops
 from shiftwatch.bundle import BundleError, read_bundle
@@ -38,6 +39,7 @@ class Measurement:
     quick: bool
     gemm_peak_gflops: float
     timings: dict[tuple[int, int, str], Timing]  # (batch, seq, engine) -> latencies
+    op_profiles: dict[str, OpProfile]  # ORT engine -> kernel time by operator, target cell
     skipped_lengths: list[int]  # over the run's max_positions
     other_load_cores: float | None  # cores other processes used meanwhile; None if unknown
     wall_s: float
@@ -142,6 +144,60 @@ def other_load(cores: float | None) -> str:
     return text
 
 
+def op_profile_lines(profiles: dict[str, OpProfile], top: int = 12) -> list[str]:
+    """What bounds the target cell: ORT's kernel time by operator, and the int8 ceiling."""
+    fp32, int8 = profiles[FP32], profiles[INT8]
+    ops = sorted(
+        set(fp32.us_per_run) | set(int8.us_per_run),
+        key=lambda op: -fp32.us_per_run.get(op, 0) - int8.us_per_run.get(op, 0),
+    )
+    rows = []
+    for op in ops[:top]:
+        row = [op]
+        for p in (fp32, int8):
+            t = p.us_per_run.get(op, 0.0)
+            row += [p.nodes.get(op, 0), f"{t:.1f}", f"{100 * t / p.total_us:.1f}%"]
+        rows.append(row)
+    rest = ops[top:]
+    if rest:
+        rows.append(
+            [
+                f"{len(rest)} other operators",
+                "",
+                f"{sum(fp32.us_per_run.get(o, 0) for o in rest):.1f}",
+                "",
+                "",
+                f"{sum(int8.us_per_run.get(o, 0) for o in rest):.1f}",
+                "",
+            ]
+        )
+    matmul = fp32.share(MATMUL_OPS)
+    batch, seq = TARGET_CELL
+    headers = [
+        "operator",
+        "fp32 nodes",
+        "fp32 us/run",
+        "fp32 share",
+        "int8 nodes",
+        "int8 us/run",
+        "int8 share",
+    ]
+    return [
+        "",
+        f"### Where ORT's time goes at batch {batch}, seq {seq}",
+        "",
+        "Kernel time per run by operator type, from onnxruntime's profiler (profiling adds "
+        "per-node overhead: the shares matter, not the absolute times).",
+        "",
+        markdown_table(headers, rows),
+        "",
+        f"Matrix multiplications (plain, fused or quantised) are {100 * matmul:.0f}% of fp32 "
+        f"kernel time and {100 * int8.share(MATMUL_OPS):.0f}% of int8's; the rest is "
+        "elementwise (bias, residual and mask Adds), layout (Transpose, Reshape, Split), "
+        "normalisation and softmax operators.",
+    ]
+
+
 def render(m: Measurement, accuracy: dict | None, accuracy_source: str) -> str:
     """This benchmark's section of docs/benchmarks.md."""
     c, b = m.config, m.budget
@@ -194,6 +250,8 @@ def render(m: Measurement, accuracy: dict | None, accuracy_source: str) -> str:
         "### Targets",
         "",
         markdown_table(["target", "measured", "status"], target_rows(m.timings, accuracy)),
+        "",
+        *op_profile_lines(m.op_profiles),
         "",
         f"### int8 accuracy: {accuracy_source}",
     ]

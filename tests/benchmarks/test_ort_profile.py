@@ -1,0 +1,23 @@
+"""onnxruntime's profiler, read back by operator type, on a real (tiny) exported bundle."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from benchmarks.ort_profile import MATMUL_OPS, profile_ops
+from tests.conftest import TINY_MODEL
+
+pytestmark = pytest.mark.slow
+
+
+def test_kernel_time_by_operator_covers_the_graph(tiny_bundle) -> None:
+    ids = np.random.default_rng(0).integers(2, len(tiny_bundle.vocab), size=(2, 16))
+    mask = np.ones_like(ids)
+    profile = profile_ops(tiny_bundle.model_path, 1, ids, mask, runs=5)
+    # Every run executes the same nodes: MatMuls of the attention and MLP, a Softmax per layer.
+    assert profile.nodes["Softmax"] == TINY_MODEL["n_layers"]
+    assert profile.nodes.keys() == profile.us_per_run.keys()
+    assert all(t >= 0 for t in profile.us_per_run.values()) and profile.total_us > 0
+    assert 0 < profile.share(MATMUL_OPS) < 1
+    assert profile.share(set(profile.us_per_run)) == pytest.approx(1.0)
