@@ -3,7 +3,7 @@
 One run, one machine, one thread count. The trained run is exported afresh (fp32,
 then dynamic int8) into a temporary folder, so no bundle is needed and the export's
 positional limit is the run's own. Each (batch, seq) cell of the grid is timed on
-every engine in turn, so a change in machine load hits all three alike. The table
+the three engines in interleaved rounds, so a change in machine load hits all alike. The table
 goes to stdout and to this benchmark's section of docs/benchmarks.md.
 
     python -m benchmarks.bench_inference [--quick] [--threads 2] [--variant baseline]
@@ -39,7 +39,7 @@ from benchmarks.inference_report import (
 )
 from benchmarks.ort_profile import OpProfile, profile_ops
 from benchmarks.report import CpuSnapshot, other_load_cores, write_section
-from benchmarks.timing import RepetitionBudget, Timing, gemm_peak_gflops, time_calls
+from benchmarks.timing import RepetitionBudget, Timing, gemm_peak_gflops, time_interleaved
 from exports.config import ExportConfig
 from exports.onnx_export import export_onnx
 from exports.quantize import quantize_int8
@@ -55,6 +55,7 @@ LENGTHS = (32, 128, 512)
 # within ~5 minutes on 2 cores. Quick: a ~30 s smoke run.
 FULL = RepetitionBudget(warmup=5, min_reps=5, max_reps=300, seconds=6.0)
 QUICK = RepetitionBudget(warmup=1, min_reps=3, max_reps=20, seconds=0.25)
+ROUNDS = 5  # each cell's engines alternate this many times (benchmarks.timing.time_interleaved)
 console = Console(stderr=True)
 
 Engine = Callable[[np.ndarray, np.ndarray], object]
@@ -91,8 +92,9 @@ def measure_grid(
             for batch in BATCHES:
                 ids = rng.integers(2, config.vocab_size, size=(batch, seq), dtype=np.int64)
                 mask = np.ones_like(ids)
-                for name, engine in engines.items():
-                    timings[batch, seq, name] = time_calls(partial(engine, ids, mask), budget)
+                calls = {name: partial(engine, ids, mask) for name, engine in engines.items()}
+                for name, timing in time_interleaved(calls, budget, ROUNDS).items():
+                    timings[batch, seq, name] = timing
                 medians = ", ".join(f"{n} {timings[batch, seq, n].median_ms:.2f}" for n in engines)
                 console.print(f"batch {batch:>2} seq {seq:>3}: median ms {medians}")
     return timings
@@ -153,6 +155,7 @@ def main(
         config=config,
         threads=threads,
         budget=budget,
+        rounds=ROUNDS,
         quick=quick,
         gemm_peak_gflops=peak,
         timings=timings,

@@ -36,6 +36,7 @@ class Measurement:
     config: ModelConfig
     threads: int
     budget: RepetitionBudget
+    rounds: int  # interleaved rounds per cell, the budget split over them
     quick: bool
     gemm_peak_gflops: float
     timings: dict[tuple[int, int, str], Timing]  # (batch, seq, engine) -> latencies
@@ -217,8 +218,9 @@ def render(m: Measurement, accuracy: dict | None, accuracy_source: str) -> str:
         f"- Model: {m.variant} from {m.run_dir} ({c.positional} positions, {c.attention} "
         f"attention), d_model {c.d_model}, {c.n_layers} layers, {c.n_heads} heads, d_ff {c.d_ff}, "
         f"max_positions {c.max_positions}; exported afresh to fp32 and dynamic int8 ONNX",
-        f"- Per cell: warm-up calls {b.warmup}, then timed calls until {b.max_reps} or "
-        f"{b.seconds} s (at least {b.min_reps}); random ids, full attention mask",
+        f"- Per cell and engine: up to {b.max_reps} timed calls or {b.seconds} s (at least "
+        f"{b.min_reps}), split over {m.rounds} rounds in which the engines alternate, order "
+        f"rotating, each round after {b.warmup} warm-up calls; random ids, full attention mask",
         f"- GEMM peak: {m.gemm_peak_gflops:.1f} GFLOP/s (torch float32 1024x1024 matmul, "
         f"median, {m.threads} threads)",
     ]

@@ -58,6 +58,27 @@ def time_calls(call: Callable[[], object], budget: RepetitionBudget) -> Timing:
     return Timing(tuple(samples))
 
 
+def time_interleaved(
+    calls: dict[str, Callable[[], object]], budget: RepetitionBudget, rounds: int
+) -> dict[str, Timing]:
+    """Time several calls side by side: `rounds` rounds, each call once per round with a
+    `rounds`-th of the budget, the order rotating, so a change in machine load (a noisy
+    neighbour, a frequency step) lands on every call alike instead of on whichever ran then.
+    """
+    share = RepetitionBudget(
+        warmup=budget.warmup,
+        min_reps=max(1, -(-budget.min_reps // rounds)),
+        max_reps=max(1, -(-budget.max_reps // rounds)),
+        seconds=budget.seconds / rounds,
+    )
+    names = list(calls)
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            samples[name] += time_calls(calls[name], share).samples_ms
+    return {name: Timing(tuple(s)) for name, s in samples.items()}
+
+
 def gemm_peak_gflops(threads: int, budget: RepetitionBudget, size: int = 1024) -> float:
     """float32 GFLOP/s of a (size x size) @ (size x size) torch matmul, from its median time.
 
