@@ -33,12 +33,11 @@ from benchmarks.inference_report import (
     TARGET_CELL,
     TORCH,
     Measurement,
-    other_load,
     recorded_int8_accuracy,
     render,
 )
 from benchmarks.ort_profile import OpProfile, profile_ops
-from benchmarks.report import CpuSnapshot, other_load_cores, write_section
+from benchmarks.report import CpuSnapshot, describe_load, other_load_cores, write_section
 from benchmarks.timing import RepetitionBudget, Timing, gemm_peak_gflops, time_interleaved
 from exports.config import ExportConfig
 from exports.onnx_export import export_onnx
@@ -169,7 +168,7 @@ def main(
     print(markdown)
     write_section(out, SECTION, markdown)
     console.print(f"wrote section '{SECTION}' of {out}")
-    console.print(f"other load: {other_load(measurement.other_load_cores)}")
+    console.print(f"other load: {describe_load(measurement.other_load_cores)}")
 
 
 if __name__ == "__main__":

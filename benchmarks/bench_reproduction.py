@@ -27,8 +27,8 @@ import typer
 from rich.console import Console
 
 from benchmarks.report import (
-    BUSY_CORES,
     CpuSnapshot,
+    describe_load,
     machine_summary,
     markdown_table,
     other_load_cores,
@@ -70,11 +70,6 @@ def render(
 ) -> str:
     budget = BUDGET_S[profile.name]
     training_s = results["timing"]["training_seconds"]
-    load_text = "unknown (no /proc/stat)"
-    if load is not None:
-        load_text = f"other processes used {load:.2f} cores on average during the run"
-        if load > BUSY_CORES:
-            load_text += " -- **the machine was busy: the time is not representative**; rerun idle"
     train = profile.train
     lines = [
         f"## Reproduction time: `{profile.name}` profile",
@@ -88,7 +83,7 @@ def render(
         f"{os.environ.get('OMP_WAIT_POLICY', 'unset')}",
         f"- Versions: python {platform.python_version()}, torch {torch.__version__}",
         f"- Date: {datetime.now(UTC).isoformat(timespec='seconds')}",
-        f"- Other load: {load_text}",
+        f"- Other load: {describe_load(load)}",
         f"- Profile: {len(results['variants'])} variants x {len(profile.seeds)} seeds, at most "
         f"{train.max_epochs} epochs (early stopping, patience {train.patience}); every epoch "
         "evaluates the validation split and every evaluation set (the learning curves)",

@@ -12,7 +12,7 @@ import onnxruntime as ort
 import torch
 
 from benchmarks.ort_profile import MATMUL_OPS, OpProfile
-from benchmarks.report import BUSY_CORES, machine_summary, markdown_table, verdict
+from benchmarks.report import describe_load, machine_summary, markdown_table, verdict
 from benchmarks.timing import RepetitionBudget, Timing, forward_flops
 from shiftwatch.bundle import BundleError, read_bundle
 from shiftwatch.inference import GRAPH_OPTIMIZATION
@@ -132,19 +132,6 @@ def grid_rows(m: Measurement) -> list[list[object]]:
     return rows
 
 
-def other_load(cores: float | None) -> str:
-    """What else ran during the benchmark, with a warning when it was enough to matter."""
-    if cores is None:
-        return "unknown (no /proc/stat)"
-    text = f"other processes used {cores:.2f} cores on average during the run"
-    if cores > BUSY_CORES:
-        text += (
-            " -- **the machine was busy: timings are not representative** (torch's OpenMP "
-            "threads stall badly when another process holds a core); rerun on an idle machine"
-        )
-    return text
-
-
 def op_profile_lines(profiles: dict[str, OpProfile], top: int = 12) -> list[str]:
     """What bounds the target cell: ORT's kernel time by operator, and the int8 ceiling."""
     fp32, int8 = profiles[FP32], profiles[INT8]
@@ -214,7 +201,7 @@ def render(m: Measurement, accuracy: dict | None, accuracy_source: str) -> str:
         f"- Versions: python {platform.python_version()}, torch {torch.__version__}, "
         f"onnxruntime {ort.__version__} ({GRAPH_OPTIMIZATION})",
         f"- Date: {datetime.now(UTC).isoformat(timespec='seconds')}; wall time {m.wall_s:.0f} s",
-        f"- Other load: {other_load(m.other_load_cores)}",
+        f"- Other load: {describe_load(m.other_load_cores)}",
         f"- Model: {m.variant} from {m.run_dir} ({c.positional} positions, {c.attention} "
         f"attention), d_model {c.d_model}, {c.n_layers} layers, {c.n_heads} heads, d_ff {c.d_ff}, "
         f"max_positions {c.max_positions}; exported afresh to fp32 and dynamic int8 ONNX",

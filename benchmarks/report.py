@@ -99,6 +99,19 @@ def other_load_cores(start: CpuSnapshot, end: CpuSnapshot) -> float | None:
     return max(others, 0.0) / (end.wall_s - start.wall_s)
 
 
+def describe_load(cores: float | None) -> str:
+    """What else ran during a benchmark, with a warning when it was enough to matter."""
+    if cores is None:
+        return "unknown (no /proc/stat)"
+    text = f"other processes used {cores:.2f} cores on average during the run"
+    if cores > BUSY_CORES:
+        text += (
+            " -- **the machine was busy: timings are not representative** (torch's OpenMP "
+            "threads stall badly when another process holds a core); rerun on an idle machine"
+        )
+    return text
+
+
 def verdict(value: float, target: float, at_most: bool, unit: str) -> str:
     """'met (margin <m><unit>)' or 'missed by <gap><unit>' against a DESIGN.md target."""
     margin = target - value if at_most else value - target
