@@ -99,7 +99,7 @@ clean:
 	rm -rf artifacts build
 
 # Benchmarks behind DESIGN.md's targets; each writes its own section of docs/benchmarks.md.
-# `make bench` runs them all in one go (~45 min on 2 cores, ~35 of them the paper-profile
+# `make bench` runs them all in one go (~35 min on 2 cores, ~26 of them the paper-profile
 # reproduction); run it on an otherwise idle machine. Extra flags through BENCH_ARGS, e.g.
 # `make bench-inference BENCH_ARGS="--quick --threads 4"`.
 .PHONY: bench bench-inference bench-service bench-monitor bench-reproduction
