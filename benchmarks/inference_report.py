@@ -133,32 +133,24 @@ def grid_rows(m: Measurement) -> list[list[object]]:
 
 
 def op_profile_lines(profiles: dict[str, OpProfile], top: int = 12) -> list[str]:
-    """What bounds the target cell: ORT's kernel time by operator, and the int8 ceiling."""
+    """What bounds the target cell: ORT's kernel time by operator, fp32 next to int8."""
     fp32, int8 = profiles[FP32], profiles[INT8]
     ops = sorted(
         set(fp32.us_per_run) | set(int8.us_per_run),
         key=lambda op: -fp32.us_per_run.get(op, 0) - int8.us_per_run.get(op, 0),
     )
-    rows = []
-    for op in ops[:top]:
-        row = [op]
+
+    def row(label: str, group: list[str]) -> list[object]:
+        cells: list[object] = [label]
         for p in (fp32, int8):
-            t = p.us_per_run.get(op, 0.0)
-            row += [p.nodes.get(op, 0), f"{t:.1f}", f"{100 * t / p.total_us:.1f}%"]
-        rows.append(row)
-    rest = ops[top:]
-    if rest:
-        rows.append(
-            [
-                f"{len(rest)} other operators",
-                "",
-                f"{sum(fp32.us_per_run.get(o, 0) for o in rest):.1f}",
-                "",
-                "",
-                f"{sum(int8.us_per_run.get(o, 0) for o in rest):.1f}",
-                "",
-            ]
-        )
+            t = sum(p.us_per_run.get(op, 0.0) for op in group)
+            cells += [sum(p.nodes.get(op, 0) for op in group), f"{t:.1f}"]
+            cells.append(f"{100 * t / p.total_us:.1f}%")
+        return cells
+
+    rows = [row(op, [op]) for op in ops[:top]]
+    if ops[top:]:
+        rows.append(row(f"{len(ops[top:])} other operators", ops[top:]))
     matmul = fp32.share(MATMUL_OPS)
     batch, seq = TARGET_CELL
     headers = [

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
-from shiftwatch.inference import GRAPH_OPTIMIZATION, OUTPUT_NAMES
+from shiftwatch.inference import OUTPUT_NAMES, open_session
 
 # Operators whose work is matrix multiplication (int8 ones included).
 MATMUL_OPS = frozenset(
@@ -53,13 +52,11 @@ def profile_ops(
     model_path: Path, threads: int, ids: np.ndarray, mask: np.ndarray, runs: int
 ) -> OpProfile:
     """Kernel time of `runs` runs under ORT's profiler, after WARMUP_RUNS that do not count."""
-    options = ort.SessionOptions()
-    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, GRAPH_OPTIMIZATION)
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    options.enable_profiling = True
     with tempfile.TemporaryDirectory(prefix="ort_profile_") as folder:
-        options.profile_file_prefix = str(Path(folder) / "profile")
-        session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        # The serving session's own options (threads, optimisation, execution mode), profiled.
+        session = open_session(
+            model_path, threads, prefer_gpu=False, profile_prefix=Path(folder) / "profile"
+        )
         for _ in range(WARMUP_RUNS + runs):
             session.run(list(OUTPUT_NAMES), {"input_ids": ids, "attention_mask": mask})
         events = json.loads(Path(session.end_profiling()).read_text())

@@ -35,13 +35,21 @@ def execution_providers(prefer_gpu: bool = True) -> list[str]:
 
 
 def open_session(
-    model_path: Path, intra_op_threads: int = 1, inter_op_threads: int = 1, prefer_gpu: bool = True
+    model_path: Path,
+    intra_op_threads: int = 1,
+    inter_op_threads: int = 1,
+    prefer_gpu: bool = True,
+    profile_prefix: Path | None = None,
 ) -> ort.InferenceSession:
     """An InferenceSession with explicit thread counts and the project's optimisation level.
 
     Thread counts are explicit so a container with a CPU quota is not oversubscribed.
+    `profile_prefix`: turn on onnxruntime's profiler, writing its JSON there (benchmarks).
     """
     options = ort.SessionOptions()
+    if profile_prefix is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = str(profile_prefix)
     options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, GRAPH_OPTIMIZATION)
     options.intra_op_num_threads = intra_op_threads
     options.inter_op_num_threads = inter_op_threads
