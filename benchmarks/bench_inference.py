@@ -3,8 +3,8 @@
 One run, one machine, one thread count. The trained run is exported afresh (fp32,
 then dynamic int8) into a temporary folder, so no bundle is needed and the export's
 positional limit is the run's own. Each (batch, seq) cell of the grid is timed on
-the three engines in interleaved rounds, so a change in machine load hits all alike. The table
-goes to stdout and to this benchmark's section of docs/benchmarks.md.
+the three engines in interleaved rounds, so a change in machine load hits all alike.
+The table goes to stdout and to this benchmark's section of docs/benchmarks.md.
 
     python -m benchmarks.bench_inference [--quick] [--threads 2] [--variant baseline]
 """
@@ -17,10 +17,6 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Annotated
-
-# Run as `python benchmarks/bench_inference.py`: make `benchmarks` importable as under -m.
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 import torch

@@ -12,15 +12,10 @@ from __future__ import annotations
 
 import os
 import platform
-import sys
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
-
-# Run as `python benchmarks/bench_reproduction.py`: make `benchmarks` importable as under -m.
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 import typer

@@ -29,10 +29,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
-# Run as `python benchmarks/bench_service.py`: make `benchmarks` importable as under -m.
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import bentoml
 import httpx
 import onnxruntime as ort
