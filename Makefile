@@ -60,12 +60,18 @@ format: setup
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-# The study at full size (3 variants x 5 seeds): regenerates docs/results.md and its figures.
-reproduce: setup
-	$(SW) reproduce --profile paper --out docs
+# The real dataset: docstring sections of the installed (pinned) packages, built once.
+DOCSTRINGS := artifacts/data/docstrings
+$(DOCSTRINGS)/manifest.json: $(STAMP)
+	$(SW) data --source docstrings --out $(DOCSTRINGS)
 
-reproduce-quick: setup
-	$(SW) reproduce --profile quick
+# The study at full size (3 variants x 5 seeds) on the embedded dataset and the real one:
+# regenerates docs/results.md (both side by side) and docs/results/<dataset>/.
+reproduce: setup $(DOCSTRINGS)/manifest.json
+	$(SW) reproduce --profile paper --data embedded --data $(DOCSTRINGS) --out docs
+
+reproduce-quick: setup $(DOCSTRINGS)/manifest.json
+	$(SW) reproduce --profile quick --data embedded --data $(DOCSTRINGS)
 
 # ONNX bundles (with int8) of every variant's seed-0 run, registered in the BentoML store.
 export: setup
@@ -78,9 +84,10 @@ models: setup
 
 # The service on loopback: primary baseline, shadows research and no_pe (SHIFTWATCH_* to change).
 serve: models
-	$(VENV)/bin/bentoml serve service.service:Shiftwatch --host 127.0.0.1 --port $(PORT)
+	$(SW) serve --port $(PORT)
 
-# A Bento with the three bundles, ready for `bentoml containerize` where Docker runs.
+# A Bento with the configured bundles (SHIFTWATCH_PRIMARY_MODEL / SHIFTWATCH_SHADOW_MODELS;
+# default baseline, research, no_pe), ready for `bentoml containerize` where Docker runs.
 build: models
 	$(VENV)/bin/bentoml build
 
@@ -88,8 +95,18 @@ build: models
 # the service (primary baseline, shadows research and no_pe) and the monitor on loopback,
 # every shift scenario replayed, the degradation table printed; artifacts/demo/ holds the
 # timelines, Evidently reports and deployment.md. Both processes stop on exit or Ctrl-C.
+# On your own data: `make demo DATA=file.jsonl [BEFORE=split=test] [AFTER=split=ood]`
+# (trains the quick profile on it, or reuses finished runs; models named <data>-<variant>).
+DATA ?=
+BEFORE ?= split=test
+AFTER ?= split=ood
+ifeq ($(strip $(DATA)),)
 demo: models
 	$(SW) demo --out artifacts/demo
+else
+demo: setup
+	$(SW) demo --out artifacts/demo --data "$(DATA)" --before "$(BEFORE)" --after "$(AFTER)"
+endif
 
 # docs/deployment.md and its figures, from a full replay run.
 deployment-report: models

@@ -7,11 +7,7 @@ back as valid, so a failed export never leaves a half-written bundle.
 from __future__ import annotations
 
 import logging
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -21,22 +17,19 @@ from exports.config import ExportConfig
 from exports.onnx_export import check_parity, export_onnx
 from exports.quantize import accuracy_deltas, quantize_int8
 from exports.reference import build_reference
-from shiftwatch.bundle import QUANTIZED_FILE, BundleMeta, ModelBundle, read_bundle
+from exports.staging import (
+    created_at,
+    file_sha256,
+    git_commit,
+    publish_bundle,
+    staging_folder,
+)
+from shiftwatch.bundle import QUANTIZED_FILE, BundleMeta, ModelBundle
 from shiftwatch.data import DataError, Dataset, load_dataset
-from shiftwatch.inference import GRAPH_OPTIMIZATION, OnnxClassifier, open_session
+from shiftwatch.inference import GRAPH_OPTIMIZATION, INPUT_NAMES, OnnxClassifier, open_session
 from training.checkpoint import TrainedRun, load_run
 
 log = logging.getLogger(__name__)
-
-
-def git_commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
-        )
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def dataset_of(run: TrainedRun) -> Dataset:
@@ -55,30 +48,34 @@ def export_bundle(
     run_dir: Path,
     models_dir: Path,
     config: ExportConfig,
+    name: str | None = None,
     dataset: Dataset | None = None,
     on_step: Callable[[str], None] | None = None,
 ) -> ModelBundle:
-    """Turn a trained run into `models_dir/<variant>/`.
+    """Turn a trained run into `models_dir/<name>/`.
+
+    Args:
+        name: the bundle's deployable name (default: the run's variant).
 
     Raises:
         ParityError: onnxruntime disagrees with torch beyond tolerance.
         BundleError: the written bundle fails its own validation.
+        ValueError: `name` breaks the naming rules.
     """
     step = on_step or (lambda _: None)
     torch.set_num_threads(config.threads)
     run = load_run(run_dir)
     variant, labels = run.config["variant"], run.config["data"]["labels"]
+    name = name or variant
     max_trained_length = run.config["data"]["max_trained_length"]
-    dataset = dataset or dataset_of(run)
-    models_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=models_dir, prefix=f".{variant}-") as tmp:
-        staging = Path(tmp) / variant
-        staging.mkdir()
+    max_positions = run.model.config.max_positions
+    tokenizer = run.tokenizer
+    with staging_folder(models_dir, name) as staging:
+        dataset = dataset or dataset_of(run)
         step("exporting to ONNX")
         export_onnx(run.model, staging / "model.onnx", config.opset)
         classifier = OnnxClassifier(
-            open_session(staging / "model.onnx", config.threads, prefer_gpu=False),
-            run.model.config.max_positions,
+            open_session(staging / "model.onnx", config.threads, prefer_gpu=False), max_positions
         )
         step(f"parity on {config.parity_sequences} sequences")
         parity = check_parity(
@@ -91,11 +88,11 @@ def export_bundle(
             config.seed,
         )
         step("building the reference window")
-        run.vocab.save(staging / "vocab.json")
+        tokenizer.save(staging / "tokenizer.json")
         reference, reduction = build_reference(
             classifier,
             dataset.split("val"),
-            run.vocab,
+            tokenizer,
             labels,
             max_trained_length,
             config.embedding_dims,
@@ -107,34 +104,36 @@ def export_bundle(
             quantize_int8(staging / "model.onnx", staging / QUANTIZED_FILE)
             int8 = OnnxClassifier(
                 open_session(staging / QUANTIZED_FILE, config.threads, prefer_gpu=False),
-                run.model.config.max_positions,
+                max_positions,
             )
             index = {label: i for i, label in enumerate(labels)}
             eval_sets = {
-                name: (
-                    [run.vocab.encode(t) for t in frame["tokens"]],
+                set_name: (
+                    tokenizer.encode(list(frame["text"])).ids,
                     np.asarray([index[label] for label in frame["label"]]),
                 )
-                for name in dataset.eval_sets
-                for frame in [dataset.split(name)]
+                for set_name in dataset.eval_sets
+                for frame in [dataset.split(set_name)]
             }
             quantization = {
                 "method": "onnxruntime dynamic quantisation, int8 weights (MatMul, Gemm)",
                 "accuracy": accuracy_deltas(classifier, int8, eval_sets),
             }
         meta = BundleMeta(
-            variant=variant,
+            name=name,
+            architecture=variant,
             labels=labels,
             max_trained_length=max_trained_length,
-            max_positions=run.model.config.max_positions,
-            vocab_sha256=run.vocab.sha256,
-            vocab_size=len(run.vocab),
-            d_model=run.model.config.d_model,
+            max_positions=max_positions,
+            tokenizer_sha256=tokenizer.sha256,
+            vocab_size=tokenizer.vocab_size,
+            inputs=list(INPUT_NAMES),
+            embedding_output="pooled",
             opset=config.opset,
             graph_optimization=GRAPH_OPTIMIZATION,
             training_metrics={
-                name: {k: report[k] for k in ("accuracy", "macro_f1", "ece")}
-                for name, report in run.metrics.items()
+                set_name: {k: report[k] for k in ("accuracy", "macro_f1", "ece")}
+                for set_name, report in run.metrics.items()
             },
             parity=parity,
             quantization=quantization,
@@ -144,19 +143,17 @@ def export_bundle(
                 "accuracy": float((reference["predicted_label"] == reference["label"]).mean()),
                 "split": "val",
             },
-            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            created_at=created_at(),
             git_commit=git_commit(),
-            run={
+            source={
+                "kind": "run",
                 "path": str(run_dir),
+                "checkpoint_sha256": file_sha256(run_dir / "checkpoint.pt"),
                 "seed": run.config["train"]["seed"],
+                "dataset": run.config["data"]["source"],
                 "model": run.config["model"],
             },
         )
-        (staging / "bundle.json").write_text(meta.model_dump_json(indent=2))
-        read_bundle(staging)
-        target = models_dir / variant
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
-    log.info("bundle written to %s", target)
-    return read_bundle(target)
+        bundle = publish_bundle(staging, meta, models_dir)
+    log.info("bundle written to %s", bundle.path)
+    return bundle

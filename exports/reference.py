@@ -1,4 +1,8 @@
-"""reference.parquet: the in-domain validation set as the monitor's reference window."""
+"""reference.parquet: held-out in-domain rows as the monitor's reference window.
+
+The same function serves a model trained here (its validation split) and an
+imported one (the labeled reference file given to `shiftwatch import`).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from shiftwatch.bundle import EmbeddingReduction, reference_columns
 from shiftwatch.encoding import entropy, softmax
 from shiftwatch.features import drift_features
 from shiftwatch.inference import OnnxClassifier
-from shiftwatch.vocab import Vocabulary
+from shiftwatch.tokenizer import TextTokenizer
 
 
 def fit_embedding_reduction(pooled: np.ndarray, dims: int) -> EmbeddingReduction:
@@ -28,22 +32,24 @@ def fit_embedding_reduction(pooled: np.ndarray, dims: int) -> EmbeddingReduction
 def build_reference(
     classifier: OnnxClassifier,
     frame: pd.DataFrame,
-    vocab: Vocabulary,
+    tokenizer: TextTokenizer,
     labels: list[str],
     max_trained_length: int,
     embedding_dims: int,
-) -> tuple[pd.DataFrame, EmbeddingReduction]:
-    """One row per example of `frame` (the held-out validation split), from the ONNX model.
+) -> tuple[pd.DataFrame, EmbeddingReduction | None]:
+    """One row per example of `frame` (columns `text`, `label`, `domain`), from the ONNX model.
 
     Returns:
-        The reference frame (columns per `shiftwatch.bundle.reference_columns`) and
-        the embedding reduction fitted on these examples' pooled vectors.
+        The reference frame (columns per `shiftwatch.bundle.reference_columns`) and the
+        embedding reduction fitted on these examples' pooled vectors (None when the
+        model has no embedding output).
     """
-    ids = [vocab.encode(tokens) for tokens in frame["tokens"]]
+    ids = tokenizer.encode(list(frame["text"])).ids
     logits, pooled = classifier.predict(ids)
-    reduction = fit_embedding_reduction(pooled, embedding_dims)
+    if logits.shape[1] != len(labels):
+        raise ValueError(f"the model gives {logits.shape[1]} logits for {len(labels)} labels")
     probs = softmax(logits)
-    features = pd.DataFrame([drift_features(s, len(vocab), max_trained_length) for s in ids])
+    features = pd.DataFrame([drift_features(s, tokenizer, max_trained_length) for s in ids])
     reference = features.assign(
         predicted_label=np.asarray(labels)[probs.argmax(axis=1)],
         confidence=probs.max(axis=1),
@@ -51,6 +57,9 @@ def build_reference(
         label=frame["label"].to_numpy(),
         domain=frame["domain"].to_numpy(),
     )
+    if pooled is None:
+        return reference[reference_columns(0)], None
+    reduction = fit_embedding_reduction(pooled, embedding_dims)
     embedding = reduction.apply(pooled)
     for i in range(embedding.shape[1]):
         reference[f"embedding_{i}"] = embedding[:, i]

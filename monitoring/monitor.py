@@ -16,6 +16,7 @@ from monitoring.ingest import Ingestor
 from monitoring.settings import MonitorSettings
 from monitoring.state import MonitorState
 from shiftwatch.bundle import ModelBundle, read_bundle
+from shiftwatch.names import split_model_ref
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,12 @@ class ModelReference:
     atc: AtcEstimator
     embedding_columns: list[str]
 
+    @property
+    def notes(self) -> list[str]:
+        if self.embedding_columns:
+            return []
+        return ["embedding drift not computed: the model has no embedding output"]
+
     @classmethod
     def from_bundle(cls, name: str, bundle: ModelBundle) -> ModelReference:
         frame = bundle.load_reference()
@@ -43,22 +50,26 @@ class ModelReference:
         )
 
 
-def bundle_path(settings: MonitorSettings, name: str):
+def bundle_path(settings: MonitorSettings, ref: str):
+    name, version = split_model_ref(ref)
     if settings.models_dir is not None:
         return settings.models_dir / name
     import bentoml  # the serving image has it; only needed when reading the store
 
-    return bentoml.models.get(f"shiftwatch-{name}:latest").path
+    return bentoml.models.get(f"{name}:{version}").path
 
 
 def load_references(settings: MonitorSettings) -> tuple[dict[str, ModelReference], dict[str, str]]:
     """References of every configured model; a bad one is reported, not fatal."""
     references, errors = {}, {}
-    for name in settings.models:
+    for ref in settings.models:
+        name = split_model_ref(ref)[0]
         try:
             references[name] = ModelReference.from_bundle(
-                name, read_bundle(bundle_path(settings, name))
+                name, read_bundle(bundle_path(settings, ref))
             )
+            for note in references[name].notes:
+                log.warning("model %s: %s", name, note)
         except Exception as exc:  # missing, invalid or unreadable: report it, monitor the rest
             errors[name] = f"{type(exc).__name__}: {exc}"
             log.error("no reference for model %s, it is not monitored: %s", name, errors[name])
@@ -75,11 +86,13 @@ class ModelWindow:
     estimated_accuracy: float
     reference_accuracy: float
     frame: pd.DataFrame  # the window itself, for /report
+    notes: list[str]  # what was not computed, and why
 
     def to_dict(self) -> dict:
         live_acc = self.live["accuracy"]
         return {
             "rows": self.rows,
+            "notes": self.notes,
             "drift": None if self.drift is None else self.drift.to_dict(),
             "live": self.live,
             "estimated_accuracy": self.estimated_accuracy,
@@ -171,6 +184,7 @@ class Monitor:
                 else float("nan"),
                 reference_accuracy=reference.atc.reference_accuracy,
                 frame=frame,
+                notes=reference.notes,
             )
         with self.lock:
             self.windows = windows

@@ -8,18 +8,27 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from shiftwatch.names import split_model_ref
+from shiftwatch.settings import ServiceSettings, comma_list
+
+
+def served_models() -> list[str]:
+    """The models the service beside this monitor is configured with (SHIFTWATCH_PRIMARY_MODEL
+    and SHIFTWATCH_SHADOW_MODELS, the same environment in one image), as store tags."""
+    return list(ServiceSettings().model_refs.values())
+
 
 class MonitorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SHIFTWATCH_MONITOR_", extra="ignore")
 
     event_log_dir: Path = Path("artifacts/events")  # the service's SHIFTWATCH_EVENT_LOG_DIR
     state_path: Path = Path("artifacts/monitor/state.sqlite")
-    # Where bundles (reference windows) come from: a folder of <variant>/ bundles, or,
-    # when unset, the BentoML model store (tags shiftwatch-<variant>:latest).
+    # Where bundles (reference windows) come from: a folder of <name>/ bundles, or, when
+    # unset, the BentoML model store (`name` for the latest version, or `name:version`).
     models_dir: Path | None = None
-    models: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["baseline", "research", "no_pe"]
-    )
+    # The models to monitor, names of bundles (`name` or `name:version`); default: the
+    # service's primary and shadows, read from their own variables.
+    models: Annotated[list[str], NoDecode] = Field(default_factory=served_models)
     host: str = "127.0.0.1"
     port: int = 3002
 
@@ -36,6 +45,13 @@ class MonitorSettings(BaseSettings):
     @field_validator("models", "extra_domains", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [v.strip() for v in value.split(",") if v.strip()]
-        return value
+        return comma_list(value)
+
+    @field_validator("models")
+    @classmethod
+    def _valid_models(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one model to monitor is required")
+        for ref in value:
+            split_model_ref(ref)
+        return list(dict.fromkeys(value))

@@ -41,13 +41,22 @@ confidence = Histogram(
 )
 input_length = Histogram(
     name="shiftwatch_input_length_tokens",
-    documentation="Tokens per served sequence.",
+    documentation="Token ids per served sequence (the answering model's tokenizer).",
     buckets=(1, 2, 4, 8, 16, 32, 48, 64, 96, 128, 192, 256, 384, 512),
 )
 input_oov_share = Histogram(
     name="shiftwatch_input_oov_share",
-    documentation="Share of a served sequence's tokens unknown to the vocabulary.",
+    documentation="Share of a served sequence's token ids that are the unknown token.",
     buckets=(0.0, 0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0),
+)
+input_long_words = Counter(
+    name="shiftwatch_input_long_words_total",
+    documentation="Words of more than 100 characters in served sequences, clipped to 100.",
+)
+input_truncated = Counter(
+    name="shiftwatch_input_truncated_total",
+    documentation="Sequences cut at a model's positional limit, by model.",
+    labelnames=["model"],
 )
 rejected = Counter(
     name="shiftwatch_requests_rejected_total",

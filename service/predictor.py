@@ -14,8 +14,9 @@ from shiftwatch.bundle import ModelBundle
 from shiftwatch.encoding import entropy, softmax
 from shiftwatch.events import ModelOutput, PredictionEvent
 from shiftwatch.features import drift_features
-from shiftwatch.inference import OnnxClassifier, open_session
+from shiftwatch.inference import OnnxClassifier
 from shiftwatch.settings import ServiceSettings
+from shiftwatch.tokenizer import clip_long_words
 
 log = logging.getLogger(__name__)
 
@@ -48,42 +49,45 @@ class Predictor:
             if name not in bundles:
                 raise StartupError(f"model {name!r} is configured but no bundle was given for it")
             bundle, version = bundles[name]
-            if settings.max_tokens > bundle.meta.max_positions:
+            if bundle.name != name:
                 raise StartupError(
-                    f"SHIFTWATCH_MAX_TOKENS={settings.max_tokens} exceeds model {name!r}'s "
-                    f"positional limit {bundle.meta.max_positions}"
+                    f"model {name!r}: its bundle is named {bundle.name!r}; export or import it "
+                    f"under the name it is served by"
                 )
-            session = open_session(
-                bundle.model_path,
+            classifier = OnnxClassifier.from_bundle(
+                bundle,
                 settings.intra_op_threads,
                 settings.inter_op_threads,
                 settings.prefer_gpu,
             )
-            self.models[name] = LoadedModel(
-                name, version, bundle, OnnxClassifier(session, bundle.meta.max_positions)
-            )
-        self.primary = self.models[settings.primary_model]
-        self.shadows = [self.models[n] for n in settings.models if n != settings.primary_model]
+            self.models[name] = LoadedModel(name, version, bundle, classifier)
+        self.primary = self.models[settings.primary_name]
+        self.shadows = [m for n, m in self.models.items() if n != settings.primary_name]
 
     def warm_up(self) -> None:
         """One inference per model, so the first request pays no lazy initialisation."""
         for model in self.models.values():
-            model.classifier.predict([[2, 3, 4]])
+            model.classifier.predict(model.bundle.tokenizer.encode(["warm up"]).ids)
 
     def _run(
-        self, model: LoadedModel, tokens: list[list[str]]
-    ) -> tuple[list[list[int]], np.ndarray, np.ndarray]:
-        ids = [model.bundle.vocab.encode(seq) for seq in tokens]
+        self, model: LoadedModel, texts: list[str]
+    ) -> tuple[list[list[int]], np.ndarray, np.ndarray | None]:
+        encoded = model.bundle.tokenizer.encode(texts)
+        metrics.input_truncated.labels(model=model.name).inc(sum(encoded.truncated))
         histogram = metrics.inference_seconds.labels(model=model.name)
         logits, pooled = model.classifier.predict(
-            ids,
+            encoded.ids,
             self.settings.inference_batch,
             observe=lambda seconds, _: histogram.observe(seconds),
         )
-        return ids, softmax(logits), model.bundle.meta.embedding_reduction.apply(pooled)
+        reduction = model.bundle.meta.embedding_reduction
+        embedding = None if pooled is None or reduction is None else reduction.apply(pooled)
+        return encoded.ids, softmax(logits), embedding
 
     @staticmethod
-    def _outputs(model: LoadedModel, probs: np.ndarray, embedding: np.ndarray) -> list[ModelOutput]:
+    def _outputs(
+        model: LoadedModel, probs: np.ndarray, embedding: np.ndarray | None
+    ) -> list[ModelOutput]:
         labels = model.labels
         ent = entropy(probs)
         outputs = []
@@ -99,7 +103,7 @@ class Predictor:
                     probabilities={
                         label: float(p) for label, p in zip(labels, probs[row], strict=True)
                     },
-                    embedding=embedding[row].astype(float).tolist(),
+                    embedding=[] if embedding is None else embedding[row].astype(float).tolist(),
                 )
             )
             metrics.predictions.labels(model=model.name, predicted_class=labels[best]).inc()
@@ -119,9 +123,11 @@ class Predictor:
         groups: dict[str, list[int]] = {}
         for i, instance in enumerate(instances):
             groups.setdefault(instance.model or self.primary.name, []).append(i)
+        texts = [instance.sequence for instance in instances]
+        metrics.input_long_words.inc(sum(clip_long_words(text)[1] for text in texts))
         for name, rows in groups.items():
             model = self.models[name]
-            tokens = [instances[i].sequence for i in rows]
+            tokens = [texts[i] for i in rows]
             ids, probs, embedding = self._run(model, tokens)
             outputs = self._outputs(model, probs, embedding)
             shadow_outputs = [[] for _ in rows]
@@ -132,9 +138,10 @@ class Predictor:
                         self._outputs(shadow, shadow_probs, shadow_embedding)
                     ):
                         shadow_outputs[k].append(output)
-            vocab_size = len(model.bundle.vocab)
             for k, i in enumerate(rows):
-                features = drift_features(ids[k], vocab_size, model.bundle.meta.max_trained_length)
+                features = drift_features(
+                    ids[k], model.bundle.tokenizer, model.bundle.meta.max_trained_length
+                )
                 metrics.input_length.observe(features["length"])
                 metrics.input_oov_share.observe(features["oov_share"])
                 out = outputs[k]

@@ -10,16 +10,16 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 from service.rejections import reject
 from shiftwatch.settings import service_settings
-from shiftwatch.vocab import tokenize
 
 
 class Instance(BaseModel):
-    """One sequence to classify: `tokens` or `text` (whitespace-tokenized)."""
+    """One sequence to classify: `tokens` (pre-split words) or `text` (raw text). Either way
+    the answering model's own tokenizer encodes it; tokens are joined by single spaces."""
 
     model_config = ConfigDict(extra="forbid")
 
     tokens: list[str] | None = Field(None, description="The sequence as tokens.")
-    text: str | None = Field(None, description="The sequence as text, split on whitespace.")
+    text: str | None = Field(None, description="The sequence as raw text.")
     request_id: str | None = Field(
         None, description="Client id for /feedback; generated if absent."
     )
@@ -33,29 +33,24 @@ class Instance(BaseModel):
         limits = service_settings()
         if (self.tokens is None) == (self.text is None):
             raise reject("tokens_or_text", "give exactly one of 'tokens' or 'text'")
-        if self.text is not None and len(self.text) > limits.max_text_chars:
+        text = self.sequence
+        field = "text" if self.text is not None else "tokens"
+        if len(text) > limits.max_text_chars:
             raise reject(
                 "text_too_long",
-                f"text: {len(self.text)} characters exceeds the limit of {limits.max_text_chars} "
+                f"{field}: {len(text)} characters exceeds the limit of {limits.max_text_chars} "
                 "(SHIFTWATCH_MAX_TEXT_CHARS)",
             )
-        tokens = self.sequence
-        if not tokens:
+        words = len(text.split())
+        if not words:
             raise reject(
-                "empty_sequence", "tokens: the sequence is empty; at least 1 token is required"
+                "empty_sequence", f"{field}: the sequence is empty; at least 1 token is required"
             )
-        if len(tokens) > limits.max_tokens:
+        if words > limits.max_tokens:
             raise reject(
                 "too_many_tokens",
-                f"tokens: {len(tokens)} tokens exceeds the limit of {limits.max_tokens} "
-                "(SHIFTWATCH_MAX_TOKENS, the models' positional limit)",
-            )
-        longest = max(len(t) for t in tokens)
-        if longest > limits.max_token_chars:
-            raise reject(
-                "token_too_long",
-                f"tokens: a token of {longest} characters exceeds the limit of "
-                f"{limits.max_token_chars} (SHIFTWATCH_MAX_TOKEN_CHARS)",
+                f"{field}: {words} whitespace-separated tokens exceeds the limit of "
+                f"{limits.max_tokens} (SHIFTWATCH_MAX_TOKENS)",
             )
         for name in ("request_id", "domain"):
             value = getattr(self, name)
@@ -75,11 +70,11 @@ class Instance(BaseModel):
         return self
 
     @property
-    def sequence(self) -> list[str]:
-        """The tokens, whichever way they were given (tokens are re-split like text)."""
+    def sequence(self) -> str:
+        """The sequence as text, whichever way it was given (tokens joined by single spaces)."""
         if self.tokens is not None:
-            return [t for entry in self.tokens for t in tokenize(entry)]
-        return tokenize(self.text or "")
+            return " ".join(self.tokens)
+        return self.text or ""
 
 
 def count_limit(field: str, noun: str, setting: str) -> AfterValidator:

@@ -1,7 +1,9 @@
 """The BentoML service: model references, sessions opened at start-up, two typed APIs.
 
 Settings are read when this module is imported: BentoML's decorators need the
-batching numbers and the limits then. Everything else is in `Predictor`.
+batching numbers and the limits then, and the model references too, since the
+models are the user's (`SHIFTWATCH_PRIMARY_MODEL`, `SHIFTWATCH_SHADOW_MODELS`: names of
+bundles in the BentoML model store). Everything else is in `Predictor`.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ import time
 from collections import OrderedDict
 
 import bentoml
+from bentoml.exceptions import BentoMLException
 from bentoml.models import BentoModel
 from pydantic_core import PydanticCustomError, ValidationError
+from starlette.responses import JSONResponse
 
 from service import metrics
 from service.event_log import EventLog
@@ -30,13 +34,28 @@ log = logging.getLogger("shiftwatch.service")
 SETTINGS = service_settings()
 
 
-def load_stored_bundle(reference: BentoModel) -> tuple[ModelBundle, str]:
+# BentoML finds a service's models among its class attributes (they are what `bentoml build`
+# packs). The names come from the settings, so the references are made here and set on the
+# class below, one attribute per configured model.
+MODEL_REFERENCES = {name: BentoModel(tag) for name, tag in SETTINGS.model_refs.items()}
+
+
+def stored_names() -> list[str]:
+    """Names of the shiftwatch bundles in the model store (for error messages)."""
+    return sorted(
+        {m.tag.name for m in bentoml.models.list() if m.info.labels.get("project") == "shiftwatch"}
+    )
+
+
+def load_stored_bundle(name: str, reference: BentoModel) -> tuple[ModelBundle, str]:
     """The bundle behind a model-store reference, validated; never fetched from a remote."""
     stored = reference.stored
     if stored is None:
         raise StartupError(
-            f"model {reference.tag} is not in the BentoML model store (BENTOML_HOME); "
-            "run `shiftwatch export --all` first"
+            f"model {name!r} ({reference.tag}) is not in the BentoML model store "
+            f"(BENTOML_HOME={bentoml_home()}); shiftwatch bundles there: "
+            f"{stored_names() or 'none'}. Run `shiftwatch export` or `shiftwatch import` first, "
+            "or set SHIFTWATCH_PRIMARY_MODEL / SHIFTWATCH_SHADOW_MODELS to stored names"
         )
     try:
         return read_bundle(stored.path), str(stored.tag)
@@ -44,9 +63,34 @@ def load_stored_bundle(reference: BentoModel) -> tuple[ModelBundle, str]:
         raise StartupError(f"model {stored.tag}: {exc}") from exc
 
 
-def stored_bundles(service_class: type) -> dict[str, tuple[ModelBundle, str]]:
+def bentoml_home() -> str:
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    return str(BentoMLContainer.bentoml_home.get())
+
+
+def stored_bundles() -> dict[str, tuple[ModelBundle, str]]:
     """Every configured model's bundle, from the class-level store references."""
-    return {name: load_stored_bundle(getattr(service_class, name)) for name in SETTINGS.models}
+    return {name: load_stored_bundle(name, ref) for name, ref in MODEL_REFERENCES.items()}
+
+
+class ModelCatalog:
+    """ASGI middleware answering GET /models: the loaded models, their versions, roles and
+    labels (the primary first). BentoML's own APIs take POST only; a mounted app would
+    answer /models with a redirect to /models/."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/models" and scope["method"] == "GET":
+            try:
+                answer = JSONResponse(bentoml.get_current_service().model_catalog())
+            except (BentoMLException, AttributeError):  # no service, or not loaded yet
+                answer = JSONResponse({"error": "models are not loaded yet"}, status_code=503)
+            await answer(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 def unknown_label_error(index: int, label: str, known: set[str]) -> ValidationError:
@@ -64,16 +108,7 @@ def unknown_label_error(index: int, label: str, known: set[str]) -> ValidationEr
     )
 
 
-@bentoml.service(
-    name="shiftwatch",
-    workers=1,
-    traffic={"timeout": 30, "max_concurrency": SETTINGS.max_concurrency},
-)
 class Shiftwatch:
-    baseline = BentoModel("shiftwatch-baseline:latest")
-    research = BentoModel("shiftwatch-research:latest")
-    no_pe = BentoModel("shiftwatch-no_pe:latest")
-
     @bentoml.on_deployment
     def check_models() -> None:
         """Load every model once in `bentoml serve`'s own process, before any worker starts.
@@ -85,7 +120,7 @@ class Shiftwatch:
         # CPU sessions: the same graph checks without a CUDA context kept by this process.
         settings = SETTINGS.model_copy(update={"prefer_gpu": False})
         try:
-            Predictor(stored_bundles(Shiftwatch.inner), settings).warm_up()
+            Predictor(stored_bundles(), settings).warm_up()
         except Exception as exc:  # bundle contract, onnxruntime or settings: all stop start-up
             reason = exc if isinstance(exc, StartupError) else f"{type(exc).__name__}: {exc}"
             raise SystemExit(f"shiftwatch cannot start: {reason}") from None
@@ -93,12 +128,13 @@ class Shiftwatch:
     def __init__(self) -> None:
         self.ready = False
         try:
-            self.predictor = Predictor(stored_bundles(type(self)), SETTINGS)
+            self.predictor = Predictor(stored_bundles(), SETTINGS)
         except StartupError as exc:
             log.error("shiftwatch cannot start: %s", exc)
             raise
         self.predictor.warm_up()
-        self.labels = set(self.predictor.primary.labels)
+        # A label must be one that some loaded model can predict.
+        self.labels = set().union(*(m.labels for m in self.predictor.models.values()))
         self.event_log = (
             EventLog(
                 SETTINGS.event_log_dir,
@@ -113,11 +149,29 @@ class Shiftwatch:
         self._drain_on_sigterm()
         self.ready = True
         log.info(
-            "shiftwatch ready: primary %s, shadows %s", SETTINGS.primary_model, SETTINGS.models[1:]
+            "shiftwatch ready: primary %s, shadows %s", SETTINGS.primary_name, SETTINGS.models[1:]
         )
 
     def __is_ready__(self) -> bool:
         return self.ready
+
+    def model_catalog(self) -> dict:
+        """What GET /models answers."""
+        return {
+            "primary": self.predictor.primary.name,
+            "models": [
+                {
+                    "name": m.name,
+                    "version": m.version,
+                    "role": "primary" if m is self.predictor.primary else "shadow",
+                    "architecture": m.bundle.meta.architecture,
+                    "labels": m.labels,
+                    "max_positions": m.bundle.meta.max_positions,
+                    "embedding": m.bundle.meta.embedding_output is not None,
+                }
+                for m in self.predictor.models.values()
+            ],
+        }
 
     def _drain_on_sigterm(self) -> None:
         """SIGTERM: not ready at once, still serving for SHIFTWATCH_SHUTDOWN_DRAIN_SECONDS, then
@@ -185,6 +239,20 @@ class Shiftwatch:
         return FeedbackReceipt(accepted=len(events), duplicates=duplicates)
 
 
+for _index, _reference in enumerate(MODEL_REFERENCES.values()):
+    setattr(Shiftwatch, f"model_reference_{_index}", _reference)
+Shiftwatch = bentoml.service(
+    name="shiftwatch",
+    workers=1,
+    traffic={"timeout": 30, "max_concurrency": SETTINGS.max_concurrency},
+    # A Bento packs the models configured when `bentoml build` ran; its image serves those
+    # same models by default (the environment of the container can still override them).
+    envs=[
+        {"name": "SHIFTWATCH_PRIMARY_MODEL", "value": SETTINGS.primary_model},
+        {"name": "SHIFTWATCH_SHADOW_MODELS", "value": ",".join(SETTINGS.shadow_models)},
+    ],
+)(Shiftwatch)
+Shiftwatch.add_asgi_middleware(ModelCatalog)
 Shiftwatch.add_asgi_middleware(
     RequestLimits,
     max_body_bytes=SETTINGS.max_body_bytes,

@@ -1,8 +1,10 @@
-"""The model bundle: `artifacts/models/<variant>/`, its metadata, and a validating reader.
+"""The model bundle: `artifacts/models/<name>/`, its metadata, and a validating reader.
 
-Exactly `model.onnx`, `bundle.json`, `vocab.json`, `reference.parquet`, plus
-`model.int8.onnx` when quantised. Reading a bundle checks every file against
-this contract so a bad bundle stops start-up with one clear message.
+Exactly `model.onnx`, `bundle.json`, `tokenizer.json`, `reference.parquet`, plus
+`model.int8.onnx` when quantised. The same contract holds for a model trained here
+(`shiftwatch export`) and one trained elsewhere (`shiftwatch import`). Reading a
+bundle checks every file against it, so a bad bundle stops start-up with one clear
+message.
 """
 
 from __future__ import annotations
@@ -10,20 +12,24 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import onnx
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from shiftwatch.features import FEATURE_NAMES
-from shiftwatch.inference import INPUT_NAMES, OUTPUT_NAMES
-from shiftwatch.vocab import VocabError, Vocabulary
+from shiftwatch.names import validate_model_name
+from shiftwatch.tokenizer import TextTokenizer, TokenizerError
 
-REQUIRED_FILES = ("model.onnx", "bundle.json", "vocab.json", "reference.parquet")
+REQUIRED_FILES = ("model.onnx", "bundle.json", "tokenizer.json", "reference.parquet")
 QUANTIZED_FILE = "model.int8.onnx"
 STORE_FILES = ("model.yaml",)  # written by the BentoML model store beside a registered bundle
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 1: vocab.json and the three study names only
+# ONNX inputs a bundle may declare (any order); the first two are required.
+INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+LOGITS = "logits"
 # ONNX TensorProto element types of the contract.
 INT64, FLOAT32 = onnx.TensorProto.INT64, onnx.TensorProto.FLOAT
 
@@ -33,7 +39,7 @@ class BundleError(ValueError):
 
 
 class EmbeddingReduction(BaseModel):
-    """A fixed PCA of the pooled vector, fitted on the validation set at export time."""
+    """A fixed PCA of the pooled vector, fitted on the reference rows at export time."""
 
     method: str = "pca"
     mean: list[float]  # (d_model,)
@@ -46,30 +52,56 @@ class EmbeddingReduction(BaseModel):
             self.components, dtype=np.float32
         ).T
 
+    @property
+    def dims(self) -> int:
+        return len(self.components)
+
 
 class BundleMeta(BaseModel):
     """bundle.json."""
 
     model_config = ConfigDict(extra="allow")
 
-    format_version: int = FORMAT_VERSION
-    variant: str
+    format_version: Literal[2] = FORMAT_VERSION
+    name: str  # the deployable name: bundle folder, store tag, metric label
+    architecture: str  # the training preset (baseline, research, no_pe) or "imported"
     labels: list[str] = Field(min_length=2)  # in logit order
-    max_trained_length: int = Field(gt=0)  # longest training sequence
-    max_positions: int = Field(gt=0)  # hard positional limit
-    vocab_sha256: str
-    vocab_size: int
-    d_model: int
-    opset: int
+    max_trained_length: int = Field(gt=0)  # longest training sequence, in token ids
+    max_positions: int = Field(gt=0)  # hard positional limit; longer input is truncated
+    tokenizer_sha256: str  # of tokenizer.json's exact bytes
+    vocab_size: int = Field(gt=0)
+    inputs: list[str]  # ONNX input names, in order
+    embedding_output: str | None  # ONNX output with the pooled vector; None: no embedding drift
+    opset: int | None
     graph_optimization: str
     training_metrics: dict[str, dict[str, float]]  # eval set -> accuracy, macro_f1, ece
-    parity: dict
+    parity: dict | None  # torch vs onnxruntime at export; None for an imported model
     quantization: dict | None = None
-    embedding_reduction: EmbeddingReduction
-    reference: dict  # rows, accuracy
+    embedding_reduction: EmbeddingReduction | None  # None exactly when embedding_output is
+    reference: dict  # rows, accuracy, where the rows came from
     created_at: str
     git_commit: str
-    run: dict  # where the checkpoint came from
+    source: dict  # the training run, or the imported files
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        return validate_model_name(value)
+
+    @field_validator("labels")
+    @classmethod
+    def _distinct_labels(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("labels must be distinct")
+        return value
+
+    @field_validator("inputs")
+    @classmethod
+    def _known_inputs(cls, value: list[str]) -> list[str]:
+        names = set(value)
+        if len(names) != len(value) or not set(INPUT_NAMES[:2]) <= names <= set(INPUT_NAMES):
+            raise ValueError(f"inputs must be {list(INPUT_NAMES[:2])}, optionally token_type_ids")
+        return value
 
 
 def reference_columns(embedding_dims: int) -> list[str]:
@@ -91,7 +123,11 @@ class ModelBundle:
 
     path: Path
     meta: BundleMeta
-    vocab: Vocabulary
+    tokenizer: TextTokenizer  # truncating at meta.max_positions
+
+    @property
+    def name(self) -> str:
+        return self.meta.name
 
     @property
     def model_path(self) -> Path:
@@ -102,39 +138,74 @@ class ModelBundle:
         path = self.path / QUANTIZED_FILE
         return path if path.exists() else None
 
+    @property
+    def embedding_dims(self) -> int:
+        reduction = self.meta.embedding_reduction
+        return 0 if reduction is None else reduction.dims
+
     def load_reference(self) -> pd.DataFrame:
         return pd.read_parquet(self.path / "reference.parquet")
 
 
-def _check_onnx_io(path: Path) -> None:
+def _tensor_type(path: Path, kind: str, value, elem_type: int) -> None:
+    tensor = value.type.tensor_type
+    if tensor.elem_type != elem_type or len(tensor.shape.dim) != 2:
+        raise BundleError(
+            f"{path}: ONNX {kind} '{value.name}' must be a rank-2 "
+            f"{onnx.TensorProto.DataType.Name(elem_type).lower()} tensor"
+        )
+
+
+def check_onnx_io(path: Path, meta: BundleMeta) -> None:
+    """The ONNX file's inputs are exactly `meta.inputs` (int64, [batch, seq]); its outputs hold
+    `logits` (float32, [batch, classes], as many classes as labels) and the embedding output."""
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # onnx raises DecodeError and friends, no common base
         raise BundleError(f"{path}: not a readable ONNX model: {exc}") from exc
     graph = model.graph
-    want = {"input_ids": INT64, "attention_mask": INT64, "logits": FLOAT32, "pooled": FLOAT32}
-    for kind, values, names in (
-        ("inputs", graph.input, INPUT_NAMES),
-        ("outputs", graph.output, OUTPUT_NAMES),
-    ):
-        found = [v.name for v in values]
-        if found != list(names):
-            raise BundleError(f"{path}: ONNX {kind} are {found}, the contract is {list(names)}")
-        for value in values:
-            tensor = value.type.tensor_type
-            if tensor.elem_type != want[value.name] or len(tensor.shape.dim) != 2:
-                raise BundleError(
-                    f"{path}: ONNX {kind[:-1]} '{value.name}' must be a rank-2 "
-                    f"{onnx.TensorProto.DataType.Name(want[value.name]).lower()} tensor"
-                )
+    found = [v.name for v in graph.input]
+    if found != meta.inputs:
+        raise BundleError(f"{path}: ONNX inputs are {found}, bundle.json says {meta.inputs}")
+    for value in graph.input:
+        _tensor_type(path, "input", value, INT64)
+    outputs = {v.name: v for v in graph.output}
+    wanted = [LOGITS, *([meta.embedding_output] if meta.embedding_output else [])]
+    for name in wanted:
+        if name not in outputs:
+            raise BundleError(f"{path}: ONNX outputs {sorted(outputs)} lack '{name}'")
+        _tensor_type(path, "output", outputs[name], FLOAT32)
+    classes = outputs[LOGITS].type.tensor_type.shape.dim[1].dim_value
+    if classes and classes != len(meta.labels):
+        raise BundleError(
+            f"{path}: logits have {classes} classes, bundle.json has {len(meta.labels)} labels"
+        )
+
+
+def _meta(path: Path) -> BundleMeta:
+    try:
+        raw = json.loads((path / "bundle.json").read_text())
+    except json.JSONDecodeError as exc:
+        raise BundleError(f"{path / 'bundle.json'} is not valid JSON: {exc}") from exc
+    if isinstance(raw, dict) and raw.get("format_version", 1) != FORMAT_VERSION:
+        raise BundleError(
+            f"{path / 'bundle.json'}: format_version {raw.get('format_version', 1)} is not "
+            f"readable by this version (it reads {FORMAT_VERSION}); export or import it again"
+        )
+    try:
+        return BundleMeta.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(map(str, first["loc"]))
+        raise BundleError(f"{path / 'bundle.json'}: field '{field}': {first['msg']}") from exc
 
 
 def read_bundle(path: Path | str) -> ModelBundle:
     """Load and validate a bundle folder.
 
     Raises:
-        BundleError: missing or extra file, bad JSON, bundle.json fields, vocabulary
-            hash mismatch, reference columns, or ONNX inputs/outputs off-contract.
+        BundleError: missing or extra file, bad JSON or bundle.json field, tokenizer hash
+            or size mismatch, reference columns, or ONNX inputs/outputs off-contract.
     """
     path = Path(path)
     if not path.is_dir():
@@ -146,31 +217,31 @@ def read_bundle(path: Path | str) -> ModelBundle:
     extra = sorted(present - set(REQUIRED_FILES) - {QUANTIZED_FILE, *STORE_FILES})
     if extra:
         raise BundleError(f"model bundle {path} has unexpected files: {', '.join(extra)}")
-    try:
-        meta = BundleMeta.model_validate(json.loads((path / "bundle.json").read_text()))
-    except json.JSONDecodeError as exc:
-        raise BundleError(f"{path / 'bundle.json'} is not valid JSON: {exc}") from exc
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(map(str, first["loc"]))
-        raise BundleError(f"{path / 'bundle.json'}: field '{field}': {first['msg']}") from exc
-    try:
-        vocab = Vocabulary.load(path / "vocab.json", expected_sha256=meta.vocab_sha256)
-    except VocabError as exc:
-        raise BundleError(str(exc)) from exc
-    if len(vocab) != meta.vocab_size:
+    meta = _meta(path)
+    if (meta.embedding_output is None) != (meta.embedding_reduction is None):
         raise BundleError(
-            f"{path}: vocab.json has {len(vocab)} tokens, bundle.json says {meta.vocab_size}"
+            f"{path / 'bundle.json'}: embedding_output and embedding_reduction go together"
         )
-    _check_onnx_io(path / "model.onnx")
+    try:
+        tokenizer = TextTokenizer.load(
+            path / "tokenizer.json", meta.tokenizer_sha256, meta.max_positions
+        )
+    except TokenizerError as exc:
+        raise BundleError(str(exc)) from exc
+    if tokenizer.vocab_size != meta.vocab_size:
+        raise BundleError(
+            f"{path}: tokenizer.json has {tokenizer.vocab_size} tokens, "
+            f"bundle.json says {meta.vocab_size}"
+        )
+    check_onnx_io(path / "model.onnx", meta)
     if QUANTIZED_FILE in present:
-        _check_onnx_io(path / QUANTIZED_FILE)
+        check_onnx_io(path / QUANTIZED_FILE, meta)
     try:
         columns = pd.read_parquet(path / "reference.parquet").columns
     except Exception as exc:  # pyarrow raises several unrelated types for bad files
         raise BundleError(f"{path / 'reference.parquet'} cannot be read: {exc}") from exc
-    expected = reference_columns(len(meta.embedding_reduction.components))
-    absent = [c for c in expected if c not in columns]
+    dims = 0 if meta.embedding_reduction is None else meta.embedding_reduction.dims
+    absent = [c for c in reference_columns(dims) if c not in columns]
     if absent:
         raise BundleError(f"{path / 'reference.parquet'} lacks columns {absent}")
-    return ModelBundle(path, meta, vocab)
+    return ModelBundle(path, meta, tokenizer)

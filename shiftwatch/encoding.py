@@ -6,17 +6,16 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from shiftwatch.vocab import PAD_ID
 
-
-def pad_batch(sequences: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
-    """Right-pad id sequences to the longest one.
+def pad_batch(sequences: Sequence[Sequence[int]], pad_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Right-pad id sequences to the longest one with `pad_id` (the tokenizer's; shiftwatch's
+    own tokenizers use 0).
 
     Returns:
         input_ids and attention_mask, both int64 (B, T); the mask is 1 on real tokens.
     """
     width = max(len(s) for s in sequences)
-    input_ids = np.full((len(sequences), width), PAD_ID, dtype=np.int64)
+    input_ids = np.full((len(sequences), width), pad_id, dtype=np.int64)
     attention_mask = np.zeros((len(sequences), width), dtype=np.int64)
     for row, seq in enumerate(sequences):
         input_ids[row, : len(seq)] = seq

@@ -12,7 +12,14 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-VARIANT_NAMES = ("baseline", "research", "no_pe")
+from shiftwatch.names import split_model_ref
+
+
+def comma_list(value: object) -> object:
+    """An environment variable's comma-separated list as a list (other values unchanged)."""
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
 
 
 class ServiceSettings(BaseSettings):
@@ -20,16 +27,19 @@ class ServiceSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="SHIFTWATCH_", extra="ignore")
 
-    primary_model: str = "baseline"  # answers requests that name no model
+    # Models are bundles in the BentoML model store, by name (`name`, or `name:version` to pin
+    # one version; default the latest). The primary answers requests that name no model.
+    primary_model: str = "baseline"
     # Run on the primary's traffic; their outputs go to the event log only.
     shadow_models: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["research", "no_pe"]
     )
 
     max_instances: int = Field(64, ge=1)  # sequences in one /predict request
-    max_tokens: int = Field(512, ge=1)  # tokens in one sequence; <= every model's positional limit
-    max_token_chars: int = Field(64, ge=1)  # characters in one token
-    max_text_chars: int = Field(16384, ge=1)  # characters in one `text`
+    # Whitespace-separated words in one sequence (a request-size bound; a model's tokenizer
+    # may make more or fewer ids of them, cut at its positional limit and counted).
+    max_tokens: int = Field(512, ge=1)
+    max_text_chars: int = Field(16384, ge=1)  # characters in one `text` (or `tokens` joined)
     max_id_chars: int = Field(128, ge=1)  # characters in request_id and domain
     max_feedback_items: int = Field(1024, ge=1)  # labels in one /feedback request
     max_body_bytes: int = Field(1_048_576, ge=1024)  # request body, enforced before parsing (413)
@@ -70,29 +80,38 @@ class ServiceSettings(BaseSettings):
     @field_validator("shadow_models", mode="before")
     @classmethod
     def _split_names(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [name.strip() for name in value.split(",") if name.strip()]
-        return value
+        return comma_list(value)
 
     @field_validator("primary_model")
     @classmethod
-    def _known_primary(cls, value: str) -> str:
-        if value not in VARIANT_NAMES:
-            raise ValueError(f"unknown model {value!r}; choose from {list(VARIANT_NAMES)}")
+    def _valid_primary(cls, value: str) -> str:
+        split_model_ref(value)
         return value
 
     @field_validator("shadow_models")
     @classmethod
-    def _known_shadows(cls, value: list[str]) -> list[str]:
-        unknown = [name for name in value if name not in VARIANT_NAMES]
-        if unknown:
-            raise ValueError(f"unknown shadow models {unknown}; choose from {list(VARIANT_NAMES)}")
+    def _valid_shadows(cls, value: list[str]) -> list[str]:
+        for ref in value:
+            split_model_ref(ref)
         return list(dict.fromkeys(value))
 
     @property
+    def model_refs(self) -> dict[str, str]:
+        """Every model the service loads, name -> store tag: the primary first, then shadows."""
+        refs = {}
+        for ref in (self.primary_model, *self.shadow_models):
+            name, version = split_model_ref(ref)
+            refs.setdefault(name, f"{name}:{version}")
+        return refs
+
+    @property
     def models(self) -> list[str]:
-        """Every model the service loads: the primary first, then the shadows."""
-        return [self.primary_model, *(m for m in self.shadow_models if m != self.primary_model)]
+        """The names of every model the service loads: the primary first, then the shadows."""
+        return list(self.model_refs)
+
+    @property
+    def primary_name(self) -> str:
+        return split_model_ref(self.primary_model)[0]
 
 
 @lru_cache(maxsize=1)

@@ -60,7 +60,8 @@ def tiny_dataset():
         # val is large enough to calibrate label-free accuracy estimates on (1000 rows).
         DataConfig(train_per_domain=1500, val_per_domain=250, test_per_domain=20, shift_set_size=40)
     )
-    frame = frame[frame["tokens"].map(len) <= TINY_MODEL["max_positions"]].reset_index(drop=True)
+    lengths = frame["text"].str.split().map(len)
+    frame = frame[lengths <= TINY_MODEL["max_positions"]].reset_index(drop=True)
     return Dataset(frame, CLASS_NAMES, "embedded", content_sha256(frame))
 
 
@@ -101,19 +102,23 @@ def tiny_bundle(tiny_run, tiny_dataset, tmp_path_factory: pytest.TempPathFactory
 
 @pytest.fixture(scope="session")
 def tiny_store(tiny_runs: dict, tiny_dataset, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """Every variant exported and registered in this session's BentoML store.
+    """Every variant exported and registered in this session's BentoML store under the
+    user-style names of `tests.servers.TINY_NAMES` (none of them a variant's name).
 
     Returns: variant -> (bundle, store tag).
     """
     from exports.bundle_export import export_bundle
     from exports.config import ExportConfig
     from exports.store import register_bundle
+    from tests.servers import TINY_NAMES
 
     config = ExportConfig(parity_sequences=40, parity_max_batch=8, threads=1)
     models = tmp_path_factory.mktemp("store-models")
     store = {}
     for variant, run_dir in tiny_runs.items():
-        bundle = export_bundle(run_dir, models, config, dataset=tiny_dataset)
+        bundle = export_bundle(
+            run_dir, models, config, name=TINY_NAMES[variant], dataset=tiny_dataset
+        )
         store[variant] = (bundle, register_bundle(bundle))
     return store
 

@@ -8,11 +8,16 @@ from pathlib import Path
 from shiftwatch.replay.stack import free_port, start_service, stop_process  # noqa: F401 (re-exported)
 
 ROOT = Path(__file__).resolve().parents[1]
+# The tiny bundles are exported and served under user-style names, none of them a variant's,
+# so every test with a server also checks that a user's names flow through export, store,
+# service, monitor and metrics.
+TINY_NAMES = {"baseline": "acme-base", "research": "acme-alibi.v2", "no_pe": "acme_nope"}
 TINY_LIMITS = {
+    "SHIFTWATCH_PRIMARY_MODEL": TINY_NAMES["baseline"],
+    "SHIFTWATCH_SHADOW_MODELS": f"{TINY_NAMES['research']},{TINY_NAMES['no_pe']}",
     "SHIFTWATCH_MAX_TOKENS": "96",  # the tiny models' positional limit
     "SHIFTWATCH_MAX_INSTANCES": "8",
     "SHIFTWATCH_MAX_BODY_BYTES": "65536",
-    "SHIFTWATCH_MAX_TOKEN_CHARS": "32",
     "SHIFTWATCH_MAX_TEXT_CHARS": "2000",
     "SHIFTWATCH_MAX_BATCH_SIZE": "64",
 }
@@ -35,6 +40,7 @@ def monitor_env(live_server: dict, work: Path, **overrides: str) -> dict[str, st
         "SHIFTWATCH_MONITOR_EVENT_LOG_DIR": str(live_server["events"]),
         "SHIFTWATCH_MONITOR_STATE_PATH": str(work / "state.sqlite"),
         "SHIFTWATCH_MONITOR_MODELS_DIR": str(Path(bundle.path).parent),
+        "SHIFTWATCH_MONITOR_MODELS": ",".join(TINY_NAMES.values()),
         "SHIFTWATCH_MONITOR_RECOMPUTE_SECONDS": "0.5",
         "SHIFTWATCH_MONITOR_POLL_SECONDS": "0.2",
     }

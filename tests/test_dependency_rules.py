@@ -45,7 +45,7 @@ def test_serving_stages_never_import_torch_or_training() -> None:
 def test_importing_the_core_and_cli_loads_no_torch_and_no_stage() -> None:
     code = (
         "import sys, shiftwatch, shiftwatch.cli, shiftwatch.data, shiftwatch.features, "
-        "shiftwatch.metrics, shiftwatch.vocab\n"
+        "shiftwatch.metrics, shiftwatch.tokenizer, shiftwatch.bundle, shiftwatch.names\n"
         f"loaded = {{m.split('.')[0] for m in sys.modules}} & set({sorted(STAGES | {'torch'})!r})\n"
         "assert not loaded, loaded"
     )

@@ -10,7 +10,7 @@ import pandas as pd
 import torch
 
 from shiftwatch.encoding import pad_batch
-from shiftwatch.vocab import Vocabulary
+from shiftwatch.tokenizer import TextTokenizer
 
 
 @dataclass(frozen=True)
@@ -25,10 +25,12 @@ class EncodedSplit:
         return len(self.ids)
 
 
-def encode_split(frame: pd.DataFrame, vocab: Vocabulary, labels: Sequence[str]) -> EncodedSplit:
+def encode_split(
+    frame: pd.DataFrame, tokenizer: TextTokenizer, labels: Sequence[str]
+) -> EncodedSplit:
     index = {label: i for i, label in enumerate(labels)}
     return EncodedSplit(
-        ids=[np.asarray(vocab.encode(tokens), dtype=np.int64) for tokens in frame["tokens"]],
+        ids=[np.asarray(ids, dtype=np.int64) for ids in tokenizer.encode(list(frame["text"])).ids],
         labels=np.asarray([index[label] for label in frame["label"]], dtype=np.int64),
         domains=frame["domain"].to_numpy(dtype=str),
     )

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import torch
 
-from shiftwatch.vocab import Vocabulary
+from shiftwatch.tokenizer import TextTokenizer
 from training.model import ModelConfig, SequenceClassifier
 
-RUN_FILES = ("checkpoint.pt", "config.json", "vocab.json", "metrics.json")
+RUN_FILES = ("checkpoint.pt", "config.json", "tokenizer.json", "metrics.json")
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,7 @@ class TrainedRun:
     run_dir: Path
     model: SequenceClassifier  # in eval mode
     config: dict  # config.json
-    vocab: Vocabulary
+    tokenizer: TextTokenizer  # truncating at the model's positional limit
     metrics: dict  # metrics.json: eval set -> classification report
 
 
@@ -29,9 +29,12 @@ def load_run(run_dir: Path) -> TrainedRun:
     if missing:
         raise FileNotFoundError(f"run folder {run_dir} is missing {', '.join(missing)}")
     config = json.loads((run_dir / "config.json").read_text())
-    vocab = Vocabulary.load(run_dir / "vocab.json", expected_sha256=config["vocab_sha256"])
-    model = SequenceClassifier(ModelConfig(**config["model"]))
+    model_config = ModelConfig(**config["model"])
+    tokenizer = TextTokenizer.load(
+        run_dir / "tokenizer.json", config["tokenizer_sha256"], model_config.max_positions
+    )
+    model = SequenceClassifier(model_config)
     model.load_state_dict(torch.load(run_dir / "checkpoint.pt", weights_only=True))
     model.eval()
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    return TrainedRun(run_dir, model, config, vocab, metrics)
+    return TrainedRun(run_dir, model, config, tokenizer, metrics)

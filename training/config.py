@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
+
+from shiftwatch.tokenizer import TokenizerConfig
 
 
 @dataclass(frozen=True)
@@ -20,8 +22,11 @@ class TrainConfig:
     threads: int = 2  # torch intra-op threads (explicit: containers and CI have few cores)
     eval_batch_size: int = 256
     max_train_examples: int | None = None  # subsample the train split (tests, quick looks)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)  # built on the train split
 
     def __post_init__(self) -> None:
+        if isinstance(self.tokenizer, dict):  # read back from config.json
+            object.__setattr__(self, "tokenizer", TokenizerConfig(**self.tokenizer))
         if self.max_epochs < 1 or self.batch_size < 1 or self.patience < 1 or self.threads < 1:
             raise ValueError("max_epochs, batch_size, patience and threads must be >= 1")
         if not 0 < self.lr < 1:

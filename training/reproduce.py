@@ -1,4 +1,9 @@
-"""`shiftwatch reproduce`: every variant x seed of a profile, then figures and results."""
+"""`shiftwatch reproduce`: every variant x seed of a profile on each dataset, then figures,
+per-dataset results and one page with the claims side by side.
+
+Layout: runs in RUNS/<dataset>/<variant>/<seed>/; per dataset OUT/results/<dataset>/
+(results.md, results.json, figures); OUT/results.md compares the datasets.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ from shiftwatch.data import Dataset
 from training import figures
 from training.config import Profile
 from training.model import VARIANTS
-from training.report import results_markdown
+from training.report import combined_markdown, results_markdown
 from training.study import RunRecord, accuracy_table, evaluate_claims
 from training.train import train_run
 
@@ -71,6 +76,36 @@ def reproduce(
         "per_run_seconds": {f"{r.variant}/{r.seed}": r.seconds for r in runs},
     }
     return write_results(profile, dataset, runs, out_dir, variants, timing, started)
+
+
+def study_dirs(dataset: Dataset, runs_dir: Path, out_dir: Path) -> tuple[Path, Path]:
+    """Where a dataset's runs and its results go."""
+    return runs_dir / dataset.slug, out_dir / "results" / dataset.slug
+
+
+def reproduce_all(
+    profile: Profile,
+    datasets: list[Dataset],
+    runs_dir: Path,
+    out_dir: Path,
+    render: bool = False,
+    on_run: Callable[[str, int], Callable[[dict], None] | None] | None = None,
+    on_dataset: Callable[[Dataset], None] | None = None,
+) -> dict[str, dict]:
+    """The study on every dataset (trained, or redrawn from finished runs when `render`),
+    then OUT/results.md with the datasets side by side. Returns dataset slug -> results."""
+    results = {}
+    for dataset in datasets:
+        if on_dataset is not None:
+            on_dataset(dataset)
+        runs, out = study_dirs(dataset, runs_dir, out_dir)
+        if render:
+            results[dataset.slug] = render_only(profile, dataset, runs, out)
+        else:
+            results[dataset.slug] = reproduce(profile, dataset, runs, out, on_run=on_run)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "results.md").write_text(combined_markdown(results, profile.name))
+    return results
 
 
 def render_only(profile: Profile, dataset: Dataset, runs_dir: Path, out_dir: Path) -> dict:

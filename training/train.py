@@ -2,7 +2,8 @@
 
 Run folder (`artifacts/runs/<variant>/<seed>/`): `checkpoint.pt` (state dict of
 the best epoch), `config.json` (model, train and data configs: enough to rebuild
-the model), `vocab.json`, `log.jsonl` (one line per epoch), `metrics.json`
+the model), `tokenizer.json` (trained on the train split), `log.jsonl` (one line
+per epoch), `metrics.json`
 (evaluation of the best epoch) and `predictions.parquet` (per-example outputs
 on every evaluation set, for paired comparisons).
 """
@@ -23,7 +24,7 @@ import torch
 from torch.nn import functional as F
 
 from shiftwatch.data import Dataset
-from shiftwatch.vocab import Vocabulary
+from shiftwatch.tokenizer import train_tokenizer
 from training.batches import EncodedSplit, encode_split, predict, shuffled_batches
 from training.config import TrainConfig
 from training.evaluate import evaluate_split
@@ -84,20 +85,21 @@ def train_run(
     train_frame = dataset.split("train")
     if config.max_train_examples is not None and len(train_frame) > config.max_train_examples:
         train_frame = train_frame.sample(n=config.max_train_examples, random_state=config.seed)
-    vocab = Vocabulary.build(train_frame["tokens"])
-    max_trained_length = int(train_frame["tokens"].map(len).max())
+    tokenizer = train_tokenizer(train_frame["text"], config.tokenizer, dataset.input_kind)
     model_config = variant_config(
-        variant, vocab_size=len(vocab), num_classes=len(dataset.labels), **(model_fields or {})
+        variant,
+        vocab_size=tokenizer.vocab_size,
+        num_classes=len(dataset.labels),
+        **(model_fields or {}),
     )
-    if max_trained_length > model_config.max_positions:
-        raise ValueError(
-            f"training sequences reach {max_trained_length} tokens, above the model's "
-            f"positional limit max_positions={model_config.max_positions}"
-        )
-    train = encode_split(train_frame, vocab, dataset.labels)
-    val = encode_split(dataset.split("val"), vocab, dataset.labels)
+    # Sequences longer than the positional limit are cut there, in training as in serving.
+    tokenizer = tokenizer.truncating(model_config.max_positions)
+    train = encode_split(train_frame, tokenizer, dataset.labels)
+    max_trained_length = max(len(ids) for ids in train.ids)
+    val = encode_split(dataset.split("val"), tokenizer, dataset.labels)
     eval_sets = {
-        name: encode_split(dataset.split(name), vocab, dataset.labels) for name in dataset.eval_sets
+        name: encode_split(dataset.split(name), tokenizer, dataset.labels)
+        for name in dataset.eval_sets
     }
 
     model = SequenceClassifier(model_config)
@@ -162,7 +164,7 @@ def train_run(
 
     model.load_state_dict(best_state)
     torch.save(best_state, run_dir / "checkpoint.pt")
-    vocab.save(run_dir / "vocab.json")
+    tokenizer.save(run_dir / "tokenizer.json")
     (run_dir / "config.json").write_text(
         json.dumps(
             {
@@ -173,9 +175,11 @@ def train_run(
                     "source": dataset.source,
                     "content_sha256": dataset.content_sha256,
                     "labels": list(dataset.labels),
+                    "input_kind": dataset.input_kind,
                     "max_trained_length": max_trained_length,
                 },
-                "vocab_sha256": vocab.sha256,
+                "tokenizer": {"kind": tokenizer.kind, "vocab_size": tokenizer.vocab_size},
+                "tokenizer_sha256": tokenizer.sha256,
                 "best_epoch": best_epoch,
             },
             indent=2,

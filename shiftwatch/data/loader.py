@@ -1,20 +1,23 @@
 """Bring-your-own data: JSONL, CSV or Parquet in, the generator's frame layout out.
 
-Columns: `tokens` (list of strings, or one space-separated string) or `text`
-(whitespace-tokenized), `label`, `domain`, optional `split`. Without `split`,
-rows are split 80/10/10 into train/val/test, deterministically from a seed.
-Split values other than train/val/test name extra evaluation sets (shift sets).
+Columns: `tokens` (pre-split words: a list of strings, or one space-separated
+string) or `text` (raw text, for a subword tokenizer), `label`, `domain`, optional
+`split`. Both become one `text` column (tokens joined by single spaces); which one
+the file had is the dataset's input kind, from which training picks its tokenizer.
+Without `split`, rows are split 80/10/10 into train/val/test, deterministically
+from a seed. Split values other than train/val/test name extra evaluation sets
+(shift sets).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-from shiftwatch.vocab import tokenize
 
 REQUIRED_SPLITS = ("train", "val", "test")
 FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet"}
@@ -40,17 +43,21 @@ def _read(path: Path) -> pd.DataFrame:
         raise DataError(f"{path}: cannot be read as {fmt}: {exc}") from exc
 
 
-def _as_tokens(value: object, column: str, row: int) -> list[str]:
+def _as_text(value: object, column: str, row: int) -> str:
+    """One row's sequence as text: a string as it is (stripped), a token list joined by spaces."""
     if isinstance(value, str):
-        tokens = tokenize(value)
-    elif isinstance(value, list | tuple | np.ndarray) and all(isinstance(t, str) for t in value):
-        # Entries are re-split on whitespace so list input tokenizes exactly like text.
-        tokens = [t for entry in value for t in tokenize(entry)]
+        text = value.strip() if column == "text" else " ".join(value.split())
+    elif column == "tokens" and (
+        isinstance(value, list | tuple | np.ndarray) and all(isinstance(t, str) for t in value)
+    ):
+        # Entries are re-split on whitespace so list input encodes exactly like a string.
+        text = " ".join(word for entry in value for word in entry.split())
     else:
-        raise DataError(f"row {row}: column '{column}' must be a list of strings or a string")
-    if not tokens:
+        kind = "a list of strings or a string" if column == "tokens" else "a string"
+        raise DataError(f"row {row}: column '{column}' must be {kind}")
+    if not text:
         raise DataError(f"row {row}: column '{column}' is empty")
-    return tokens
+    return text
 
 
 def _text_column(raw: pd.DataFrame) -> str:
@@ -74,29 +81,81 @@ def _required_strings(raw: pd.DataFrame, column: str) -> pd.Series:
     return values.astype(str).str.strip()
 
 
-def load_sequences(path: Path | str, seed: int = 0) -> pd.DataFrame:
-    """Read and validate a user dataset.
+def read_labeled_rows(path: Path | str) -> tuple[pd.DataFrame, str]:
+    """Read labeled sequences in any of the formats, or a generated dataset folder, keeping
+    every other column (e.g. `split`) as stripped strings, for selecting rows by value.
 
     Returns:
-        Columns `tokens` (list of str), `label`, `domain`, `split`.
+        The frame, columns `text`, `label`, `domain`, then the file's other columns; and the
+        input kind, `tokens` or `text`, after the column the file had.
 
     Raises:
         DataError: naming the first missing or invalid column (and row).
     """
     path = Path(path)
-    raw = _read(path)
+    raw = _read(path / "dataset.parquet" if path.is_dir() else path)
     if raw.empty:
         raise DataError(f"{path}: no rows")
     text_column = _text_column(raw)
     frame = pd.DataFrame(
         {
-            "tokens": [_as_tokens(v, text_column, i) for i, v in enumerate(raw[text_column])],
+            "text": [_as_text(v, text_column, i) for i, v in enumerate(raw[text_column])],
             "label": _required_strings(raw, "label"),
             "domain": _required_strings(raw, "domain"),
         }
     )
-    if "split" in raw.columns:
-        frame["split"] = _required_strings(raw, "split")
+    for column in raw.columns:
+        if column not in ("tokens", "text", "label", "domain"):
+            values = raw[column]
+            frame[str(column)] = values.astype(str).str.strip().where(values.notna(), None)
+    return frame, text_column
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Rows of a file whose `column` equals `value` (compared as stripped text)."""
+
+    column: str
+    value: str
+
+    @classmethod
+    def parse(cls, text: str) -> Selection:
+        column, sep, value = text.partition("=")
+        if not sep or not column.strip() or not value.strip():
+            raise ValueError(f"selection {text!r} is not of the form column=value (e.g. split=ood)")
+        return cls(column.strip(), value.strip())
+
+    def __str__(self) -> str:
+        return f"{self.column}={self.value}"
+
+    def rows(self, frame: pd.DataFrame, source: str) -> pd.DataFrame:
+        """The selected rows; a clear error when the column is absent or nothing matches."""
+        if self.column not in frame.columns:
+            raise DataError(
+                f"{source}: no column {self.column!r} to select {self}; "
+                f"columns: {sorted(frame.columns)}"
+            )
+        chosen = frame[frame[self.column] == self.value]
+        if chosen.empty:
+            found = sorted(frame[self.column].dropna().unique().tolist())[:10]
+            raise DataError(f"{source}: no row has {self}; values of {self.column!r}: {found}")
+        return chosen.reset_index(drop=True)
+
+
+def load_sequences(path: Path | str, seed: int = 0) -> tuple[pd.DataFrame, str]:
+    """Read and validate a user dataset for training.
+
+    Returns:
+        The frame, columns `text`, `label`, `domain`, `split`; and the input kind,
+        `tokens` or `text`, after the column the file had.
+
+    Raises:
+        DataError: naming the first missing or invalid column (and row).
+    """
+    rows, text_column = read_labeled_rows(path)
+    frame = rows[["text", "label", "domain"]].copy()
+    if "split" in rows.columns:
+        frame["split"] = _required_strings(rows, "split")
         missing = [s for s in REQUIRED_SPLITS if s not in set(frame["split"])]
         if missing:
             raise DataError(
@@ -108,7 +167,18 @@ def load_sequences(path: Path | str, seed: int = 0) -> pd.DataFrame:
     unknown = sorted(set(frame["label"]) - set(frame.loc[frame["split"] == "train", "label"]))
     if unknown:
         raise DataError(f"column 'label' has values absent from the train split: {unknown[:5]}")
-    return frame.reset_index(drop=True)
+    return frame.reset_index(drop=True), text_column
+
+
+def content_sha256(frame: pd.DataFrame) -> str:
+    """Hash of the rows' content (text, label, domain, split), independent of storage format."""
+    digest = hashlib.sha256()
+    for text, label, domain, split in frame[["text", "label", "domain", "split"]].itertuples(
+        index=False
+    ):
+        digest.update(json.dumps([text, label, domain, split]).encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
 
 
 def save_dataset(frame: pd.DataFrame, directory: Path, manifest: dict) -> None:

@@ -17,11 +17,12 @@ signal tokens sit. Every split is deterministic from `DataConfig.seed`.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import pandas as pd
+
+from shiftwatch.data.loader import content_sha256
 
 CLASS_NAMES: tuple[str, ...] = ("topic_a", "topic_b", "topic_c", "first_a", "first_b", "first_c")
 CONTENT_CLASSES: tuple[int, ...] = (0, 1, 2)
@@ -188,7 +189,9 @@ def _draw(
         sampler = _DomainSampler(spec)
         for _ in range(n_per_domain):
             tokens, label = sampler.sample(rng)
-            rows.append({"tokens": tokens, "label": CLASS_NAMES[label], "domain": spec.name})
+            rows.append(
+                {"text": " ".join(tokens), "label": CLASS_NAMES[label], "domain": spec.name}
+            )
     return rows
 
 
@@ -196,8 +199,8 @@ def generate_dataset(config: DataConfig = DataConfig()) -> pd.DataFrame:
     """Draw every split of the default dataset.
 
     Returns:
-        One frame with columns `tokens` (list of str), `label`, `domain` and
-        `split` (`train`, `val`, `test`, or a name from `SHIFT_SETS`).
+        One frame with columns `text` (the tokens joined by single spaces), `label`,
+        `domain` and `split` (`train`, `val`, `test`, or a name from `SHIFT_SETS`).
     """
     frames = []
     splits = {
@@ -226,21 +229,11 @@ def sample_scenario(shift_set: str | None, n: int, seed: int) -> pd.DataFrame:
     return pd.DataFrame([rows[i] for i in order])
 
 
-def content_sha256(frame: pd.DataFrame) -> str:
-    """Hash of the rows' content, independent of storage format."""
-    digest = hashlib.sha256()
-    for tokens, label, domain, split in frame[["tokens", "label", "domain", "split"]].itertuples(
-        index=False
-    ):
-        digest.update(json.dumps([" ".join(tokens), label, domain, split]).encode())
-        digest.update(b"\n")
-    return digest.hexdigest()
-
-
 def manifest(frame: pd.DataFrame, config: DataConfig) -> dict:
     """What a generated dataset is: config, sizes, classes, shift sets, content hash."""
     return {
         "generator": "shiftwatch.data.synthetic",
+        "input": "tokens",
         "config": asdict(config),
         "sizes": {k: int(v) for k, v in frame["split"].value_counts(sort=False).items()},
         "classes": list(CLASS_NAMES),

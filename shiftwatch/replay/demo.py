@@ -1,11 +1,16 @@
-"""`shiftwatch demo`: the live stack on loopback, every scenario replayed, findings written."""
+"""`shiftwatch demo`: the live stack on loopback, a set of replays, findings written.
+
+A `DemoPlan` says which models serve (a primary and shadows, by name) and what is
+replayed: the embedded generator's scenarios, or a user's labeled file with the
+rows before and after its shift.
+"""
 
 from __future__ import annotations
 
 import json
 import shutil
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,39 +21,98 @@ from shiftwatch.replay.findings import findings
 from shiftwatch.replay.plot import plot_timeline
 from shiftwatch.replay.stack import start_monitor, start_service
 from shiftwatch.replay.summary import markdown_table, summarize
-from shiftwatch.replay.traffic import SCENARIOS
+from shiftwatch.replay.traffic import CONTROL, SCENARIOS
+
+
+@dataclass(frozen=True)
+class DemoPlan:
+    """Who serves and what is replayed."""
+
+    primary: str  # model names (bundles in the store)
+    shadows: tuple[str, ...]
+    replays: tuple[ReplayConfig, ...]  # their url and monitor_url are filled in at run time
+    descriptions: dict[str, str]  # replay (scenario) name -> what it sends
+    extra_domains: tuple[str, ...] = ()  # client domains outside the references, as labels
+    source: str = "the embedded generator's scenarios"
+
+
+def embedded_plan(
+    base: ReplayConfig, scenarios: list[str], primary: str, shadows: tuple[str, ...]
+) -> DemoPlan:
+    """The built-in scenarios on the generator's traffic."""
+    return DemoPlan(
+        primary=primary,
+        shadows=shadows,
+        replays=tuple(replace(base, scenario=s) for s in scenarios),
+        descriptions={s: SCENARIOS[s] for s in scenarios},
+        extra_domains=("clinical",),
+    )
+
+
+def file_plan(
+    base: ReplayConfig,
+    data: str,
+    before: str,
+    after: str,
+    primary: str,
+    shadows: tuple[str, ...],
+    extra_domains: tuple[str, ...],
+) -> DemoPlan:
+    """A user's labeled file: the control (`before` throughout), the shift at once, and the
+    shift ramped in. The shift is named after the value it selects (e.g. `ood`)."""
+    shift = after.partition("=")[2].strip() or "shift"
+    shift = shift if shift not in (CONTROL, "gradual") else f"{shift}-shift"
+    common = {"data": data, "before": before}
+    return DemoPlan(
+        primary=primary,
+        shadows=shadows,
+        replays=(
+            replace(base, scenario=CONTROL, after=None, gradual=False, **common),
+            replace(base, scenario=shift, after=after, gradual=False, **common),
+            replace(base, scenario="gradual", after=after, gradual=True, **common),
+        ),
+        descriptions={
+            CONTROL: f"rows with `{before}` throughout (the control: no shift)",
+            shift: f"rows with `{before}`, then rows with `{after}`",
+            "gradual": f"rows with `{before}`, then a share of rows with `{after}` ramping "
+            "from 0 to 100%",
+        },
+        extra_domains=extra_domains,
+        source=f"`{data}`",
+    )
 
 
 def run_demo(
     out_dir: Path,
     models_dir: Path,
-    base: ReplayConfig,
-    scenarios: list[str],
+    plan: DemoPlan,
     window_size: int,
     docs_dir: Path | None = None,
     on_step: Callable[[str], None] = lambda _: None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> list[dict]:
-    """Start service (primary baseline, shadows research and no_pe) and monitor, replay each
-    scenario, write timelines, PNGs, Evidently reports and deployment.md; stop both always."""
+    """Start the service (the plan's primary and shadows) and the monitor, run each replay,
+    write timelines, PNGs, Evidently reports and deployment.md; stop both always."""
     if out_dir.exists():
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
     events = out_dir / "events"
+    models = [plan.primary, *plan.shadows]
     service_env = {
-        "SHIFTWATCH_PRIMARY_MODEL": "baseline",
-        "SHIFTWATCH_SHADOW_MODELS": "research,no_pe",
+        "SHIFTWATCH_PRIMARY_MODEL": plan.primary,
+        "SHIFTWATCH_SHADOW_MODELS": ",".join(plan.shadows),
         "SHIFTWATCH_EVENT_LOG_DIR": str(events),
     }
     monitor_env = {
         "SHIFTWATCH_MONITOR_EVENT_LOG_DIR": str(events),
         "SHIFTWATCH_MONITOR_STATE_PATH": str(out_dir / "monitor" / "state.sqlite"),
         "SHIFTWATCH_MONITOR_MODELS_DIR": str(models_dir),
+        "SHIFTWATCH_MONITOR_MODELS": ",".join(models),
         "SHIFTWATCH_MONITOR_WINDOW_SIZE": str(window_size),
         "SHIFTWATCH_MONITOR_RECOMPUTE_SECONDS": "1",
         "SHIFTWATCH_MONITOR_RECOMPUTE_EVENTS": str(max(10, window_size // 10)),
         "SHIFTWATCH_MONITOR_POLL_SECONDS": "0.25",
-        "SHIFTWATCH_MONITOR_EXTRA_DOMAINS": "clinical",
+        "SHIFTWATCH_MONITOR_EXTRA_DOMAINS": ",".join(plan.extra_domains),
     }
     started = []
     rows = []
@@ -59,15 +123,15 @@ def run_demo(
         on_step("starting the monitor")
         monitor = start_monitor(monitor_env, out_dir / "logs" / "monitor.log")
         started.append(monitor)
-        for scenario in scenarios:
-            on_step(f"replaying {scenario}")
-            config = replace(base, scenario=scenario, url=service.url, monitor_url=monitor.url)
+        for config in plan.replays:
+            on_step(f"replaying {config.scenario}")
+            config = replace(config, url=service.url, monitor_url=monitor.url)
             timeline = run_replay(config, on_progress)
-            folder = out_dir / scenario
+            folder = out_dir / config.scenario
             folder.mkdir()
             (folder / "timeline.json").write_text(json.dumps(timeline, indent=2))
             plot_timeline(timeline, folder / "timeline.png")
-            report = httpx.get(monitor.url + "/report", params={"model": "baseline"}, timeout=60)
+            report = httpx.get(monitor.url + "/report", params={"model": plan.primary}, timeout=60)
             if report.status_code == 200:
                 (folder / "report.html").write_text(report.text)
             rows.extend(summarize(timeline))
@@ -76,43 +140,46 @@ def run_demo(
             process.stop()
     (out_dir / "summary.json").write_text(json.dumps(rows, indent=2))
     (out_dir / "deployment.md").write_text(
-        deployment_markdown(rows, base, window_size, scenarios, lambda s: f"{s}/timeline.png")
+        deployment_markdown(rows, plan, window_size, lambda s: f"{s}/timeline.png")
     )
     if docs_dir is not None:
         figures = docs_dir / "deployment"
         figures.mkdir(parents=True, exist_ok=True)
-        for scenario in scenarios:
-            shutil.copy(out_dir / scenario / "timeline.png", figures / f"{scenario}.png")
+        for config in plan.replays:
+            shutil.copy(
+                out_dir / config.scenario / "timeline.png", figures / f"{config.scenario}.png"
+            )
         (docs_dir / "deployment.md").write_text(
-            deployment_markdown(rows, base, window_size, scenarios, lambda s: f"deployment/{s}.png")
+            deployment_markdown(rows, plan, window_size, lambda s: f"deployment/{s}.png")
         )
     return rows
 
 
 def deployment_markdown(
-    rows: list[dict],
-    base: ReplayConfig,
-    window_size: int,
-    scenarios: list[str],
-    figure: Callable[[str], str],
+    rows: list[dict], plan: DemoPlan, window_size: int, figure: Callable[[str], str]
 ) -> str:
+    base = plan.replays[0]
+    served = {r["model"]: r["architecture"] for r in rows}
+    shadows = ", ".join(f"`{s}` ({served.get(s) or 'unknown'})" for s in plan.shadows) or "none"
+    names = [c.scenario for c in plan.replays]
     lines = [
         "# Deployment-time degradation, replayed through the live stack",
         "",
         f"Generated by `shiftwatch demo` at {datetime.now(UTC).isoformat(timespec='seconds')} — do not edit by hand.",
-        f"Each scenario: {base.events} sequences at {base.rate:g} requests/s, the first "
-        f"{100 * base.onset_fraction:.0f}% in-domain, then the shift; labels for "
-        f"{100 * base.label_coverage:.0f}% of predictions, {base.label_delay:g} s later. Service: primary "
-        "`baseline`, shadows `research` and `no_pe`. Monitor: window of the last "
-        f"{window_size} predictions per model. Accuracy after onset is the monitor's final window.",
+        f"Traffic: {plan.source}. Each replay: {base.events} sequences at {base.rate:g} "
+        f"requests/s, the first {100 * base.onset_fraction:.0f}% in-domain, then the shift; "
+        f"labels for {100 * base.label_coverage:.0f}% of predictions, {base.label_delay:g} s "
+        f"later. Service: primary `{plan.primary}` ({served.get(plan.primary) or 'unknown'}), "
+        f"shadows {shadows}. Monitor: window of the last {window_size} predictions per model. "
+        "Accuracy after onset is the monitor's final window.",
         "",
         "## Findings",
         "",
     ]
     for f in findings(rows):
         lines += [f"**{f['claim']}** — **{f['verdict']}**. Rule: {f['rule']}. {f['numbers']}.", ""]
-    lines += ["## Per scenario and model", "", markdown_table(rows), "", "## Scenarios", ""]
-    lines += [f"- `{s}`: {SCENARIOS[s]}" for s in scenarios]
+    lines += ["## Per replay and model", "", markdown_table(rows), "", "## Replays", ""]
+    lines += [f"- `{s}`: {plan.descriptions[s]}" for s in names]
     lines += ["", "## Timelines", ""]
-    lines += [f"![{s}]({figure(s)})\n" for s in scenarios]
+    lines += [f"![{s}]({figure(s)})\n" for s in names]
     return "\n".join(lines)

@@ -11,7 +11,8 @@ from dataclasses import asdict, dataclass
 import httpx
 import numpy as np
 
-from shiftwatch.replay.traffic import SCENARIOS, scenario_traffic
+from shiftwatch.data.loader import DataError, Selection
+from shiftwatch.replay.traffic import SCENARIOS, file_traffic, scenario_traffic
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +23,7 @@ class ReplayError(RuntimeError):
 
 @dataclass(frozen=True)
 class ReplayConfig:
+    # A built-in scenario; or, with `data`, the name this file replay goes by in summaries.
     scenario: str
     url: str  # the service, e.g. http://127.0.0.1:3000
     monitor_url: str | None = None  # the monitor, e.g. http://127.0.0.1:3002
@@ -34,12 +36,25 @@ class ReplayConfig:
     onset_fraction: float = 0.5  # share of the run before the shift begins
     poll_seconds: float = 1.0  # how often the monitor's /status is sampled
     settle_seconds: float = 60.0  # longest wait for the monitor to catch up at the end
+    data: str | None = None  # a labeled file (JSONL, CSV, Parquet) or dataset folder to replay
+    before: str = "split=test"  # data: the rows sent before the onset (column=value)
+    after: str | None = None  # data: the rows after it; None: `before` throughout (a control)
+    gradual: bool = False  # data: ramp the `after` rows in from 0 to 100% instead of at once
 
     def __post_init__(self) -> None:
-        if self.scenario not in SCENARIOS:
+        if self.data is None and self.scenario not in SCENARIOS:
             raise ReplayError(
                 f"unknown scenario {self.scenario!r}; choose from {sorted(SCENARIOS)}"
             )
+        if self.data is not None:
+            if not self.scenario or len(self.scenario) > 40:
+                raise ReplayError("a file replay needs a name of 1 to 40 characters")
+            try:
+                self.selections()
+            except ValueError as exc:
+                raise ReplayError(str(exc)) from exc
+            if self.gradual and self.after is None:
+                raise ReplayError("a gradual replay needs --after: the rows it ramps in")
         if self.rate <= 0:
             raise ReplayError(f"rate must be > 0 requests/s, got {self.rate}")
         if self.events < 2 or self.batch < 1:
@@ -48,6 +63,51 @@ class ReplayConfig:
             raise ReplayError("label-delay must be >= 0 and label-coverage in [0, 1]")
         if not 0 < self.onset_fraction < 1:
             raise ReplayError("onset fraction must be in (0, 1)")
+
+    def selections(self) -> tuple[Selection, Selection | None]:
+        before = Selection.parse(self.before)
+        return before, None if self.after is None else Selection.parse(self.after)
+
+
+def replay_traffic(config: ReplayConfig) -> tuple:
+    """The rows to send (text, label, domain, shifted) and the onset index."""
+    if config.data is None:
+        return scenario_traffic(config.scenario, config.events, config.seed, config.onset_fraction)
+    before, after = config.selections()
+    try:
+        return file_traffic(
+            config.data,
+            before,
+            after,
+            config.gradual,
+            config.events,
+            config.seed,
+            config.onset_fraction,
+        )
+    except DataError as exc:
+        raise ReplayError(str(exc)) from exc
+
+
+def served_models(client: httpx.Client, url: str) -> dict:
+    """The service's GET /models: its primary and every loaded model with labels."""
+    try:
+        response = client.get(url.rstrip("/") + "/models", timeout=5)
+        response.raise_for_status()
+        return response.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        raise ReplayError(f"cannot read the served models from {url}/models: {exc}") from exc
+
+
+def check_labels(rows, catalog: dict, source: str) -> None:
+    """Every true label to be sent is one the primary model can predict (else /feedback
+    would refuse it): one clear error before any traffic."""
+    primary = next(m for m in catalog["models"] if m["name"] == catalog["primary"])
+    unknown = sorted(set(rows["label"]) - set(primary["labels"]))
+    if unknown:
+        raise ReplayError(
+            f"{source}: labels {unknown[:5]} are not labels of the served model "
+            f"{primary['name']!r} ({sorted(primary['labels'])})"
+        )
 
 
 def _check_reachable(client: httpx.Client, url: str, path: str, what: str) -> None:
@@ -83,13 +143,13 @@ def _sample(status: dict) -> dict:
 
 def run_replay(config: ReplayConfig, on_progress: Callable[[int, int], None] | None = None) -> dict:
     """Run one scenario against the live stack; returns the timeline (JSON-ready)."""
-    rows, onset = scenario_traffic(
-        config.scenario, config.events, config.seed, config.onset_fraction
-    )
+    rows, onset = replay_traffic(config)
     rng = np.random.default_rng(config.seed)
     labelled = rng.random(len(rows)) < config.label_coverage
     client = httpx.Client(timeout=30)
     _check_reachable(client, config.url, "/readyz", "service")
+    catalog = served_models(client, config.url)
+    check_labels(rows, catalog, config.data or f"scenario {config.scenario}")
     if config.monitor_url:
         _check_reachable(client, config.monitor_url, "/healthz", "monitor")
     prefix = f"{config.scenario}-{config.seed}-{time.time_ns() % 10**9}"
@@ -104,7 +164,7 @@ def run_replay(config: ReplayConfig, on_progress: Callable[[int, int], None] | N
         due = started + (start // config.batch) / config.rate
         time.sleep(max(0.0, due - time.monotonic()))
         instances = [
-            {"tokens": list(r.tokens), "domain": r.domain, "request_id": f"{prefix}-{start + k}"}
+            {"text": r.text, "domain": r.domain, "request_id": f"{prefix}-{start + k}"}
             for k, r in enumerate(chunk.itertuples())
         ]
         response = client.post(config.url.rstrip("/") + "/predict", json={"instances": instances})
@@ -136,6 +196,7 @@ def run_replay(config: ReplayConfig, on_progress: Callable[[int, int], None] | N
         final = _settle(client, config, status_before, sent, labels_sent, samples, onset, started)
     return {
         "config": asdict(config),
+        "models": catalog["models"],  # name, architecture, role of every served model
         "onset_index": onset,
         "sent": sent,
         "labels_sent": labels_sent,

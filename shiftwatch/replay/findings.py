@@ -1,8 +1,14 @@
-"""The deployment-time version of the study's claims, decided by stated rules from replay rows."""
+"""The deployment-time version of the study's claims, decided by stated rules from replay rows.
+
+Models are told apart by their role (the primary) and training architecture, not by
+name: a user's `sentiment-v3` trained as `research` is compared as research.
+"""
 
 from __future__ import annotations
 
 import math
+
+from shiftwatch.replay.traffic import CONTROL
 
 DROP = 0.01  # live accuracy this far below the reference counts as a fall
 TRACKS = 0.05  # |estimated - live| within this counts as tracking
@@ -16,17 +22,23 @@ def _verdict(hits: int, total: int) -> str:
     return "supported" if hits == total else "mixed" if hits else "not supported"
 
 
-def _by(rows: list[dict], model: str) -> dict[str, dict]:
-    return {r["scenario"]: r for r in rows if r["model"] == model}
+def _by(rows: list[dict], **match: str) -> dict[str, dict]:
+    """Scenario -> the row of the first model whose fields equal `match` (e.g. role=primary)."""
+    found: dict[str, dict] = {}
+    for r in rows:
+        if all(r.get(k) == v for k, v in match.items()):
+            found.setdefault(r["scenario"], r)
+    return found
 
 
 def _ok(x: float) -> bool:
     return x is not None and not math.isnan(x)
 
 
-def findings(rows: list[dict], primary: str = "baseline") -> list[dict]:
-    main = _by(rows, primary)
-    shifts = [s for s in main if s != "in_domain"]
+def findings(rows: list[dict]) -> list[dict]:
+    main = _by(rows, role="primary")
+    primary = next(iter(main.values()))["model"] if main else "the primary"
+    shifts = [s for s in main if s != CONTROL]
     out = []
 
     falls = {
@@ -44,7 +56,7 @@ def findings(rows: list[dict], primary: str = "baseline") -> list[dict]:
     )
 
     alarmed = [s for s in shifts if main[s]["events_to_first_alarm"] is not None]
-    control = main.get("in_domain")
+    control = main.get(CONTROL)
     quiet = (
         control is not None
         and control["false_alarms_in_domain"] == 0
@@ -87,11 +99,14 @@ def findings(rows: list[dict], primary: str = "baseline") -> list[dict]:
         }
     )
 
-    research, no_pe = _by(rows, "research"), _by(rows, "no_pe")
-    if research:
+    research = _by(rows, architecture="research", role="shadow")
+    no_pe = _by(rows, architecture="no_pe", role="shadow")
+    baseline_primary = {r["architecture"] for r in main.values()} == {"baseline"}
+    if research and baseline_primary:
+        name = next(iter(research.values()))["model"]
         out.append(
             _gap_claim(
-                "Research is better than baseline on the same live traffic.",
+                f"Research ({name}) is better than baseline ({primary}) on the same live traffic.",
                 research,
                 main,
                 shifts,
@@ -99,10 +114,11 @@ def findings(rows: list[dict], primary: str = "baseline") -> list[dict]:
                 f"research − baseline live accuracy after onset ≥ {100 * BETTER:g} point",
             )
         )
-    if no_pe:
+    if no_pe and baseline_primary:
+        name = next(iter(no_pe.values()))["model"]
         out.append(
             _gap_claim(
-                "Removing positional encoding hurts at deployment time too.",
+                f"Removing positional encoding ({name}) hurts at deployment time too.",
                 main,
                 no_pe,
                 list(main),
@@ -120,11 +136,12 @@ def _gap_claim(
     diff = {
         s: ahead[s]["live_accuracy_after_onset"] - behind[s]["live_accuracy_after_onset"]
         for s in scenarios
+        if s in ahead and s in behind
     }
     hits = [s for s, d in diff.items() if _ok(d) and d >= margin]
     return {
         "claim": claim,
-        "verdict": _verdict(len(hits), len(scenarios)),
+        "verdict": _verdict(len(hits), len(diff)),
         "rule": rule,
         "numbers": ", ".join(f"{s} {100 * d:+.1f}" for s, d in diff.items()) + " (points)",
     }

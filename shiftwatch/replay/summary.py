@@ -19,6 +19,7 @@ def summarize(timeline: dict) -> list[dict]:
     final = timeline["final"]
     onset, sent = timeline["onset_index"], timeline["sent"]
     window_size = final.get("window_size") or 0
+    served = {m["name"]: m for m in timeline.get("models", [])}
     rows = []
     for model, window in final.get("models", {}).items():
         first_alarm = next(
@@ -42,6 +43,8 @@ def summarize(timeline: dict) -> list[dict]:
             {
                 "scenario": timeline["config"]["scenario"],
                 "model": model,
+                "architecture": served.get(model, {}).get("architecture"),
+                "role": served.get(model, {}).get("role"),
                 "reference_accuracy": _nan(window["reference_accuracy"]),
                 "live_accuracy_after_onset": live,
                 "estimated_accuracy_after_onset": estimated,
@@ -67,21 +70,28 @@ def fmt(value, kind: str = "pct") -> str:
     return str(value)
 
 
+# (row key, title, short title for a terminal, format)
 COLUMNS = (
-    ("scenario", "scenario", "str"),
-    ("model", "model", "str"),
-    ("reference_accuracy", "reference acc %", "pct"),
-    ("live_accuracy_after_onset", "live acc after onset %", "pct"),
-    ("estimated_accuracy_after_onset", "estimated acc %", "pct"),
-    ("estimation_error", "estimation error (pts)", "signed"),
-    ("events_to_first_alarm", "events onset → first drift alarm", "str"),
-    ("false_alarms_in_domain", "false alarms (in-domain phase)", "str"),
+    ("scenario", "scenario", "scenario", "str"),
+    ("model", "model", "model", "str"),
+    ("reference_accuracy", "reference acc %", "ref%", "pct"),
+    ("live_accuracy_after_onset", "live acc after onset %", "live%", "pct"),
+    ("estimated_accuracy_after_onset", "estimated acc %", "est%", "pct"),
+    ("estimation_error", "estimation error (pts)", "err", "signed"),
+    ("events_to_first_alarm", "events onset → first drift alarm", "alarm", "str"),
+    ("false_alarms_in_domain", "false alarms (in-domain phase)", "false", "str"),
+)
+# What the short titles mean, printed under the terminal table.
+LEGEND = (
+    "ref% reference accuracy, live% live accuracy after the onset, est% label-free estimate "
+    "(ATC), err est − live in points, alarm events from the onset to the first dataset-drift "
+    "alarm, false dataset-drift alarms in the in-domain phase"
 )
 
 
 def markdown_table(rows: list[dict]) -> str:
-    header = "| " + " | ".join(title for _, title, _ in COLUMNS) + " |"
+    header = "| " + " | ".join(title for _, title, _, _ in COLUMNS) + " |"
     lines = [header, "|" + "---|" * len(COLUMNS)]
     for row in rows:
-        lines.append("| " + " | ".join(fmt(row[key], kind) for key, _, kind in COLUMNS) + " |")
+        lines.append("| " + " | ".join(fmt(row[key], kind) for key, _, _, kind in COLUMNS) + " |")
     return "\n".join(lines)

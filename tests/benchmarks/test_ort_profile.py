@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_kernel_time_by_operator_covers_the_graph(tiny_bundle) -> None:
-    ids = np.random.default_rng(0).integers(2, len(tiny_bundle.vocab), size=(2, 16))
+    ids = np.random.default_rng(0).integers(2, tiny_bundle.tokenizer.vocab_size, size=(2, 16))
     mask = np.ones_like(ids)
     profile = profile_ops(tiny_bundle.model_path, 1, ids, mask, runs=5)
     # Every run executes the same nodes: MatMuls of the attention and MLP, a Softmax per layer.

@@ -14,6 +14,7 @@ from shiftwatch.data import (
 from shiftwatch.data.synthetic import content_sha256
 
 TOKENS = [["a", "b"], ["c"], ["d", "e", "f"], ["g"]]
+TEXTS = ["a b", "c", "d e f", "g"]
 LABELS = ["pos", "neg", "pos", "neg"]
 SPLITS = ["train", "train", "val", "test"]
 
@@ -51,10 +52,10 @@ def _write(frame: pd.DataFrame, path) -> None:
 def test_formats_with_split(tmp_path, suffix, tokens_as, column):
     path = tmp_path / f"data{suffix}"
     _write(_rows(tokens_as, column), path)
-    frame = load_sequences(path)
-    assert list(frame.columns) == ["tokens", "label", "domain", "split"]
-    assert frame["tokens"].tolist() == TOKENS
-    assert all(type(t) is list for t in frame["tokens"])
+    frame, input_kind = load_sequences(path)
+    assert input_kind == column
+    assert list(frame.columns) == ["text", "label", "domain", "split"]
+    assert frame["text"].tolist() == TEXTS
     assert frame["label"].tolist() == LABELS
     assert frame["domain"].tolist() == ["d1", "d1", "d2", "d2"]
     assert frame["split"].tolist() == SPLITS
@@ -68,21 +69,33 @@ def test_without_split_is_seeded_80_10_10(tmp_path, suffix):
     )
     path = tmp_path / f"data{suffix}"
     _write(frame, path)
-    first = load_sequences(path, seed=3)
-    assert first["split"].tolist() == load_sequences(path, seed=3)["split"].tolist()
-    assert first["split"].tolist() != load_sequences(path, seed=4)["split"].tolist()
+    first, _ = load_sequences(path, seed=3)
+    assert first["split"].tolist() == load_sequences(path, seed=3)[0]["split"].tolist()
+    assert first["split"].tolist() != load_sequences(path, seed=4)[0]["split"].tolist()
     shares = first["split"].value_counts(normalize=True)
     assert set(shares.index) == {"train", "val", "test"}
     assert shares["train"] == pytest.approx(0.8, abs=0.08)
-    assert first["tokens"][5] == ["w5", "x"]
+    assert first["text"][5] == "w5 x"
 
 
 def test_list_tokens_drop_blank_entries(tmp_path):
     path = tmp_path / "data.jsonl"
     frame = _rows()
-    frame.at[0, "tokens"] = ["a", " ", "b", ""]
+    frame.at[0, "tokens"] = ["a", " ", "b", "", "c\td"]
     _write(frame, path)
-    assert load_sequences(path)["tokens"][0] == ["a", "b"]
+    assert load_sequences(path)[0]["text"][0] == "a b c d"
+
+
+def test_text_is_kept_as_written_and_tokens_are_rejoined(tmp_path):
+    path = tmp_path / "data.jsonl"
+    frame = _rows("string", "text")
+    frame.at[0, "text"] = "  Hello,\n  World!  "
+    _write(frame, path)
+    assert load_sequences(path)[0]["text"][0] == "Hello,\n  World!"
+    frame = _rows("string", "tokens")
+    frame.at[0, "tokens"] = "  Hello,\n  World!  "
+    _write(frame, path)
+    assert load_sequences(path)[0]["text"][0] == "Hello, World!"
 
 
 def test_labels_and_splits_are_stripped(tmp_path):
@@ -91,7 +104,7 @@ def test_labels_and_splits_are_stripped(tmp_path):
     frame["label"] = [" pos", "neg ", "pos", "neg"]
     frame["split"] = ["train ", "train", " val", "test"]
     _write(frame, path)
-    loaded = load_sequences(path)
+    loaded, _ = load_sequences(path)
     assert loaded["label"].tolist() == LABELS
     assert loaded["split"].tolist() == SPLITS
 
@@ -158,7 +171,7 @@ def test_unseen_label_allowed_when_in_train(tmp_path):
     frame = _rows()
     frame["label"] = ["pos", "new", "pos", "new"]
     _write(frame, path)
-    assert load_sequences(path)["label"].tolist() == ["pos", "new", "pos", "new"]
+    assert load_sequences(path)[0]["label"].tolist() == ["pos", "new", "pos", "new"]
 
 
 def test_unsupported_extension(tmp_path):
@@ -195,7 +208,7 @@ def test_generated_folder_round_trip(tmp_path, tiny_data_config):
     assert content_sha256(dataset.frame) == meta["content_sha256"]
     assert dataset.labels == CLASS_NAMES
     assert dataset.source == str(tmp_path)
-    assert all(type(t) is list for t in dataset.frame["tokens"])
+    assert dataset.input_kind == "tokens"
     assert dataset.eval_sets == ["test", *SHIFT_SETS]
     assert len(dataset.split("train")) == meta["sizes"]["train"]
     # embedded and written-then-read are the same rows
@@ -222,5 +235,5 @@ def test_user_file_dataset(tmp_path):
     dataset = load_dataset(path)
     assert dataset.labels == ("neg", "pos")  # sorted train labels
     assert dataset.eval_sets == ["test"]
-    assert dataset.max_length == 2  # train rows: ["a", "b"], ["c"]
-    assert dataset.content_sha256 == content_sha256(load_sequences(path))
+    assert dataset.input_kind == "tokens"
+    assert dataset.content_sha256 == content_sha256(load_sequences(path)[0])

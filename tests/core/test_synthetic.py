@@ -26,6 +26,13 @@ from shiftwatch.data.synthetic import (
 ORDER_LABELS = {CLASS_NAMES[c] for c in ORDER_CLASSES}
 CONTENT_LABELS = {CLASS_NAMES[c] for c in CONTENT_CLASSES}
 TRAIN_DOMAIN_NAMES = {d.name for d in TRAIN_DOMAINS}
+
+
+def tokens_of(frame: pd.DataFrame) -> pd.Series:
+    """Each row's tokens: the generator writes them joined by single spaces."""
+    return frame["text"].str.split(" ")
+
+
 # Domains whose label noise is zero: there the label is exactly what the tokens say.
 NOISE_FREE_DOMAINS = {
     spec.name
@@ -66,13 +73,14 @@ def test_content_hash_sees_every_column(tiny_frame):
         changed.loc[0, column] = value if changed.loc[0, column] != value else "topic_b"
         assert content_sha256(changed) != base, column
     changed = tiny_frame.copy()
-    changed.at[0, "tokens"] = [*tiny_frame.at[0, "tokens"], "extra"]
+    changed.at[0, "text"] = tiny_frame.at[0, "text"] + " extra"
     assert content_sha256(changed) != base
 
 
 def test_frame_layout(tiny_frame):
-    assert list(tiny_frame.columns) == ["tokens", "label", "domain", "split"]
-    assert all(isinstance(t, list) and t for t in tiny_frame["tokens"])
+    assert list(tiny_frame.columns) == ["text", "label", "domain", "split"]
+    assert all(isinstance(t, str) and t for t in tiny_frame["text"])
+    assert all(t and all(t) for t in tokens_of(tiny_frame))  # single spaces, no empty token
     assert set(tiny_frame["label"]) <= set(CLASS_NAMES)
 
 
@@ -99,7 +107,7 @@ def test_classes_and_domains(tiny_frame):
     assert set(train["domain"]) == TRAIN_DOMAIN_NAMES
     assert len(TRAIN_DOMAIN_NAMES) >= 4
     assert set(train["label"]) == set(CLASS_NAMES)
-    assert train["tokens"].map(len).max() <= MAX_TRAINED_LENGTH
+    assert tokens_of(train).map(len).max() <= MAX_TRAINED_LENGTH
 
 
 def test_new_domain_is_unseen(tiny_frame):
@@ -109,7 +117,7 @@ def test_new_domain_is_unseen(tiny_frame):
 
 
 def test_order_classes_share_marker_multiset(tiny_frame):
-    markers = tiny_frame["tokens"].map(lambda tokens: [t for t in tokens if t in MARKERS])
+    markers = tokens_of(tiny_frame).map(lambda tokens: [t for t in tokens if t in MARKERS])
     # every sequence holds the three markers exactly once each, or none at all
     assert markers.map(lambda m: sorted(m) in ([], list(MARKERS))).all()
     has_markers = markers.map(bool)
@@ -126,14 +134,14 @@ def test_order_classes_share_marker_multiset(tiny_frame):
 
 
 def test_length_shift_is_longer_than_training(tiny_frame):
-    lengths = _split(tiny_frame, "length_shift")["tokens"].map(len)
-    train_max = _split(tiny_frame, "train")["tokens"].map(len).max()
+    lengths = tokens_of(_split(tiny_frame, "length_shift")).map(len)
+    train_max = tokens_of(_split(tiny_frame, "train")).map(len).max()
     assert lengths.min() > MAX_TRAINED_LENGTH >= train_max
 
 
 def test_vocab_shift_has_unseen_tokens(tiny_frame):
-    train_vocab = {t for tokens in _split(tiny_frame, "train")["tokens"] for t in tokens}
-    unseen = _split(tiny_frame, "vocab_shift")["tokens"].map(
+    train_vocab = {t for tokens in tokens_of(_split(tiny_frame, "train")) for t in tokens}
+    unseen = tokens_of(_split(tiny_frame, "vocab_shift")).map(
         lambda tokens: sum(t not in train_vocab for t in tokens) / len(tokens)
     )
     # half the background tokens come from an unseen pool: nearly every row has some
@@ -158,9 +166,9 @@ def test_bag_of_tokens_cannot_read_order(moderate_frame):
     train, test = _split(moderate_frame, "train"), _split(moderate_frame, "test")
     vectorizer = CountVectorizer(analyzer=list)  # each row is already a token list
     bag = LogisticRegression(max_iter=2000).fit(
-        vectorizer.fit_transform(train["tokens"]), train["label"]
+        vectorizer.fit_transform(tokens_of(train)), train["label"]
     )
-    predicted = bag.predict(vectorizer.transform(test["tokens"]))
+    predicted = bag.predict(vectorizer.transform(tokens_of(test)))
     correct = predicted == test["label"].to_numpy()
     is_order = test["label"].isin(ORDER_LABELS).to_numpy()
 
@@ -182,13 +190,13 @@ def test_sample_scenario():
     replay = sample_scenario(None, 30, seed=5)
     assert len(replay) == 30
     assert set(replay["domain"]) <= TRAIN_DOMAIN_NAMES
-    assert list(replay.columns) == ["tokens", "label", "domain"]
+    assert list(replay.columns) == ["text", "label", "domain"]
     pd.testing.assert_frame_equal(replay, sample_scenario(None, 30, seed=5))
-    assert Counter(map(tuple, replay["tokens"])) != Counter(
-        map(tuple, sample_scenario(None, 30, seed=6)["tokens"])
+    assert Counter(map(tuple, tokens_of(replay))) != Counter(
+        map(tuple, tokens_of(sample_scenario(None, 30, seed=6)))
     )
     assert set(sample_scenario("new_domain", 7, seed=5)["domain"]) == {"clinical"}
-    assert sample_scenario("length_shift", 9, seed=5)["tokens"].map(len).min() > MAX_TRAINED_LENGTH
+    assert tokens_of(sample_scenario("length_shift", 9, seed=5)).map(len).min() > MAX_TRAINED_LENGTH
 
 
 def test_sample_scenario_unknown_shift_set():
@@ -207,6 +215,6 @@ def test_data_config_rejects_zero_sizes(field):
 def test_scenarios_differ_from_dataset_draws(tiny_frame):
     # traffic replay must not repeat the dataset's own rows
     replay = sample_scenario(None, 40, seed=0)
-    dataset_rows = {tuple(t) for t in tiny_frame["tokens"]}
-    assert not any(tuple(t) in dataset_rows for t in replay["tokens"])
-    assert np.all(replay["tokens"].map(len) >= 8)
+    dataset_rows = {tuple(t) for t in tokens_of(tiny_frame)}
+    assert not any(tuple(t) in dataset_rows for t in tokens_of(replay))
+    assert np.all(tokens_of(replay).map(len) >= 8)

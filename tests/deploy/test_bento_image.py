@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from tests.deploy.tools import DEPLOY, wait_healthy
-from tests.servers import ROOT, TINY_LIMITS, free_port, stop_server
+from tests.servers import ROOT, TINY_LIMITS, TINY_NAMES, free_port, stop_server
 
 pytestmark = pytest.mark.slow
 
@@ -45,10 +45,17 @@ def local_env(container: dict, moved: dict[str, Path]) -> dict[str, str]:
     return env
 
 
+def image_env(context: Path) -> dict[str, str]:
+    """The ENV of the image: the Bento's envs (bentofile.yaml's and the service's)."""
+    manifest = yaml.safe_load((context / "bento.yaml").read_text())
+    return {e["name"]: str(e["value"]) for e in manifest["envs"]}
+
+
 def build_bento() -> str:
     result = subprocess.run(
         [sys.executable, "-m", "bentoml", "build", "--output", "tag"],
         cwd=ROOT,
+        env={**os.environ, **TINY_LIMITS},  # pack the tiny models, by their names
         capture_output=True,
         text=True,
         timeout=300,
@@ -83,8 +90,8 @@ def test_pod_commands_run_from_the_bento_build_context(tiny_store: dict, tmp_pat
         assert compose["services"]["monitor"]["working_dir"] == f"{bento_path}/src"
         assert monitor["workingDir"] == f"{bento_path}/src"
         assert (context / "src" / "shiftwatch" / "__main__.py").is_file()
-        for variant in ("baseline", "research", "no_pe"):
-            assert (context / "models" / f"shiftwatch-{variant}" / "latest").is_file()
+        for name in TINY_NAMES.values():
+            assert (context / "models" / name / "latest").is_file()
 
         moved = {"/var/lib/shiftwatch": tmp_path / "shiftwatch"}
         service_home, monitor_home = tmp_path / "service-home", tmp_path / "monitor-home"
@@ -95,6 +102,7 @@ def test_pod_commands_run_from_the_bento_build_context(tiny_store: dict, tmp_pat
             cwd=tmp_path,
             env={
                 **os.environ,
+                **image_env(context),
                 **TINY_LIMITS,  # the tiny models' limits, as in every server test
                 **local_env(service, {**moved, "/var/lib/bentoml": service_home}),
             },
@@ -109,6 +117,7 @@ def test_pod_commands_run_from_the_bento_build_context(tiny_store: dict, tmp_pat
                 cwd=context / "src",  # workingDir
                 env={
                     **os.environ,
+                    **image_env(context),
                     "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
                     "BENTO_PATH": str(context),  # set by the image
                     **local_env(monitor, {**moved, "/var/lib/bentoml": monitor_home}),
@@ -122,7 +131,8 @@ def test_pod_commands_run_from_the_bento_build_context(tiny_store: dict, tmp_pat
                 monitor_url = f"http://127.0.0.1:{monitor_port}"
                 wait_healthy(f"{monitor_url}/healthz", sidecar, tmp_path / "monitor.log")
                 health = httpx.get(f"{monitor_url}/healthz").json()
-                assert health["models"] == ["baseline", "no_pe", "research"]
+                # The monitor follows the service's models (the image's environment).
+                assert health["models"] == sorted(TINY_NAMES.values())
                 assert (monitor_home / "models").resolve() == (context / "models").resolve()
                 body = {"instances": [{"tokens": ["w1", "w2", "mark_a"], "request_id": "pod-1"}]}
                 assert httpx.post(f"{url}/predict", json=body).status_code == 200

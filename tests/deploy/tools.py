@@ -11,7 +11,7 @@ import pytest
 
 from shiftwatch.replay.stack import start_monitor as stack_start_monitor
 from shiftwatch.replay.stack import wait_ready
-from tests.servers import ROOT
+from tests.servers import ROOT, TINY_NAMES
 
 DEPLOY = ROOT / "deploy"
 
@@ -49,6 +49,7 @@ def start_monitor(
             "SHIFTWATCH_MONITOR_EVENT_LOG_DIR": str(event_log_dir),
             "SHIFTWATCH_MONITOR_STATE_PATH": str(work / "state.sqlite"),
             "SHIFTWATCH_MONITOR_MODELS_DIR": str(models_dir),
+            "SHIFTWATCH_MONITOR_MODELS": ",".join(TINY_NAMES.values()),
             "SHIFTWATCH_MONITOR_RECOMPUTE_SECONDS": "0.5",
             "SHIFTWATCH_MONITOR_POLL_SECONDS": "0.2",
         },

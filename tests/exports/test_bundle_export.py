@@ -60,10 +60,8 @@ def test_onnx_matches_torch_on_real_padded_data(
     tiny_bundle: ModelBundle, tiny_run: Path, tiny_dataset: Dataset
 ) -> None:
     run = load_run(tiny_run)
-    classifier = OnnxClassifier(
-        open_session(tiny_bundle.model_path, prefer_gpu=False), tiny_bundle.meta.max_positions
-    )
-    ids = [run.vocab.encode(t) for t in tiny_dataset.split("test")["tokens"][:40]]
+    classifier = OnnxClassifier.from_bundle(tiny_bundle, prefer_gpu=False)
+    ids = run.tokenizer.encode(list(tiny_dataset.split("test")["text"][:40])).ids
     input_ids, attention_mask = pad_batch(ids)
     assert (attention_mask == 0).mean() > 0.2  # real padding in this batch
     ort_logits, ort_pooled = classifier.run(input_ids, attention_mask)
@@ -101,7 +99,8 @@ def test_reference_window_rows_and_columns(tiny_bundle: ModelBundle, tiny_datase
     val = tiny_dataset.split("val")
     assert len(reference) == len(val) == tiny_bundle.meta.reference["rows"]
     assert list(reference["label"]) == list(val["label"])
-    assert reference["length"].tolist() == val["tokens"].map(len).astype(float).tolist()
+    lengths = tiny_bundle.tokenizer.encode(list(val["text"])).ids
+    assert reference["length"].tolist() == [float(len(ids)) for ids in lengths]
     assert set(FEATURE_NAMES) <= set(reference.columns)
     accuracy = (reference["predicted_label"] == reference["label"]).mean()
     assert accuracy == pytest.approx(tiny_bundle.meta.reference["accuracy"])
@@ -125,9 +124,23 @@ def test_quantized_accuracy_deltas_are_measured_on_every_eval_set(
     )
 
 
+def test_a_bundle_takes_the_users_name(
+    tiny_run: Path, tiny_dataset: Dataset, tmp_path: Path
+) -> None:
+    config = ExportConfig(parity_sequences=20, parity_max_batch=4, threads=1)
+    bundle = export_bundle(tiny_run, tmp_path, config, name="sentiment-v3", dataset=tiny_dataset)
+    assert bundle.path == tmp_path / "sentiment-v3"
+    assert (bundle.meta.name, bundle.meta.architecture) == ("sentiment-v3", "research")
+    assert register_bundle(bundle).startswith("sentiment-v3:")
+    for bad in ("Sentiment", "../x", "a" * 64, "-x", "x y"):
+        with pytest.raises(ValueError, match="is not valid: use lowercase letters"):
+            export_bundle(tiny_run, tmp_path, config, name=bad, dataset=tiny_dataset)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sentiment-v3"]  # nothing half-written
+
+
 def test_store_registration_round_trip(tiny_bundle: ModelBundle) -> None:
     tag = register_bundle(tiny_bundle)
-    assert tag.startswith("shiftwatch-research:")
+    assert tag.startswith("research:")
     stored = bentoml.models.get(tag)
     for name in (*REQUIRED_FILES, QUANTIZED_FILE):
         assert Path(stored.path_of(name)).read_bytes() == (tiny_bundle.path / name).read_bytes()
@@ -159,11 +172,31 @@ def test_bad_field_is_named(bundle_copy: Path) -> None:
         read_bundle(bundle_copy)
 
 
-def test_vocab_hash_mismatch_is_named(bundle_copy: Path) -> None:
+def test_tokenizer_hash_mismatch_is_named(bundle_copy: Path) -> None:
     meta = json.loads((bundle_copy / "bundle.json").read_text())
-    meta["vocab_sha256"] = "0" * 64
+    meta["tokenizer_sha256"] = "0" * 64
     (bundle_copy / "bundle.json").write_text(json.dumps(meta))
-    with pytest.raises(ValueError, match="vocabulary hash mismatch"):
+    with pytest.raises(ValueError, match="tokenizer hash mismatch"):
+        read_bundle(bundle_copy)
+
+
+def test_changed_tokenizer_file_is_refused(bundle_copy: Path) -> None:
+    path = bundle_copy / "tokenizer.json"
+    raw = json.loads(path.read_text())
+    raw["model"]["vocab"]["w1"], raw["model"]["vocab"]["w2"] = (
+        raw["model"]["vocab"]["w2"],
+        raw["model"]["vocab"]["w1"],
+    )
+    path.write_text(json.dumps(raw))
+    with pytest.raises(ValueError, match="tokenizer hash mismatch"):
+        read_bundle(bundle_copy)
+
+
+def test_a_format_1_bundle_is_refused_with_a_reason(bundle_copy: Path) -> None:
+    meta = json.loads((bundle_copy / "bundle.json").read_text())
+    meta["format_version"] = 1
+    (bundle_copy / "bundle.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="format_version 1 is not readable"):
         read_bundle(bundle_copy)
 
 
@@ -175,7 +208,7 @@ def test_onnx_outputs_off_contract_are_named(bundle_copy: Path) -> None:
     for node in model.graph.node:
         node.output[:] = ["embedding" if o == "pooled" else o for o in node.output]
     onnx.save(model, str(bundle_copy / "model.onnx"))
-    with pytest.raises(ValueError, match=r"ONNX outputs are \['logits', 'embedding'\]"):
+    with pytest.raises(ValueError, match=r"ONNX outputs \['embedding', 'logits'\] lack 'pooled'"):
         read_bundle(bundle_copy)
 
 

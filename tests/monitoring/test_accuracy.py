@@ -10,7 +10,7 @@ from monitoring.accuracy import AtcEstimator, live_accuracy
 from monitoring.monitor import ModelReference
 from shiftwatch.data.synthetic import sample_scenario
 from shiftwatch.encoding import softmax
-from shiftwatch.inference import OnnxClassifier, open_session
+from shiftwatch.inference import OnnxClassifier
 
 
 def test_atc_threshold_leaves_the_reference_accuracy_above_it() -> None:
@@ -43,12 +43,10 @@ def test_live_accuracy_by_domain_and_class() -> None:
 @pytest.mark.slow
 def test_estimate_is_within_3_points_of_realised_accuracy_in_domain(tiny_store: dict) -> None:
     bundle, _ = tiny_store["baseline"]
-    reference = ModelReference.from_bundle("baseline", bundle)
+    reference = ModelReference.from_bundle(bundle.name, bundle)
     traffic = sample_scenario(None, 3000, seed=123)  # fresh in-domain draws, not the reference
-    classifier = OnnxClassifier(
-        open_session(bundle.model_path, prefer_gpu=False), bundle.meta.max_positions
-    )
-    logits, _ = classifier.predict([bundle.vocab.encode(list(t)) for t in traffic["tokens"]])
+    classifier = OnnxClassifier.from_bundle(bundle, prefer_gpu=False)
+    logits, _ = classifier.predict(bundle.tokenizer.encode(list(traffic["text"])).ids)
     probs = softmax(logits)
     predicted = np.asarray(bundle.meta.labels)[probs.argmax(1)]
     realised = float((predicted == traffic["label"].to_numpy()).mean())

@@ -9,7 +9,9 @@ import pytest
 
 from shiftwatch.data.synthetic import sample_scenario
 from shiftwatch.replay.stack import start_monitor
-from tests.servers import monitor_env
+from tests.servers import TINY_NAMES, monitor_env
+
+PRIMARY, RESEARCH = TINY_NAMES["baseline"], TINY_NAMES["research"]
 
 pytestmark = pytest.mark.slow
 
@@ -40,15 +42,20 @@ def test_requests_and_feedback_show_up_in_status_metrics_and_report(
     before = httpx.get(monitor + "/status").json()["counters"]
     traffic = sample_scenario(None, 64, seed=7)
     ids = [f"mon-{i}" for i in range(len(traffic))]
+    answers = []
     for start in range(0, len(traffic), 8):
         rows = traffic.iloc[start : start + 8]
         body = {
             "instances": [
-                {"tokens": list(t), "domain": d, "request_id": ids[start + k]}
-                for k, (t, d) in enumerate(zip(rows["tokens"], rows["domain"], strict=True))
+                {"text": t, "domain": d, "request_id": ids[start + k]}
+                for k, (t, d) in enumerate(zip(rows["text"], rows["domain"], strict=True))
             ]
         }
-        assert httpx.post(live_server["url"] + "/predict", json=body).status_code == 200
+        response = httpx.post(live_server["url"] + "/predict", json=body)
+        assert response.status_code == 200
+        answers += [answer["label"] for answer in response.json()]
+    # What the monitor must report for the primary: accuracy of its answers on the 40 labeled.
+    expected = sum(a == t for a, t in zip(answers[:40], traffic["label"][:40], strict=True)) / 40
     labels = [
         {"request_id": i, "label": label}
         for i, label in zip(ids[:40], traffic["label"], strict=False)
@@ -70,28 +77,28 @@ def test_requests_and_feedback_show_up_in_status_metrics_and_report(
 
     status = wait_status(monitor, caught_up)
     assert caught_up(status), status["counters"]
-    baseline = status["models"]["baseline"]
-    assert baseline["live"]["labeled"] >= 40
-    assert 0.0 <= baseline["live"]["accuracy"] <= 1.0
+    baseline = status["models"][PRIMARY]
+    assert baseline["rows"] == 64 and baseline["live"]["labeled"] == 40
+    assert baseline["live"]["accuracy"] == pytest.approx(expected)
     assert 0.0 <= baseline["estimated_accuracy"] <= 1.0
     assert baseline["drift"] is not None and "length" in baseline["drift"]["columns"]
-    assert set(status["models"]) == {"baseline", "research", "no_pe"}
+    assert set(status["models"]) == set(TINY_NAMES.values())
 
     metrics = httpx.get(monitor + "/metrics").text
     for series in (
         'shiftwatch_monitor_events_ingested_total{type="prediction"}',
         "shiftwatch_predictions_labeled_total{domain=",
         "shiftwatch_predictions_correct_total{",
-        'shiftwatch_drift_share{model="baseline"}',
-        'shiftwatch_feature_drift_score{feature="length",model="baseline"}',
-        'shiftwatch_live_accuracy_ratio{model="research"}',
-        'shiftwatch_estimated_accuracy_ratio{model="baseline"}',
+        f'shiftwatch_drift_share{{model="{PRIMARY}"}}',
+        f'shiftwatch_feature_drift_score{{feature="length",model="{PRIMARY}"}}',
+        f'shiftwatch_live_accuracy_ratio{{model="{RESEARCH}"}}',
+        f'shiftwatch_estimated_accuracy_ratio{{model="{PRIMARY}"}}',
         "shiftwatch_monitor_drift_computation_seconds_bucket",
         "shiftwatch_monitor_ingest_lag_seconds",
     ):
         assert series in metrics, series
 
-    report = httpx.get(monitor + "/report", params={"model": "baseline"})
+    report = httpx.get(monitor + "/report", params={"model": PRIMARY})
     assert report.status_code == 200 and report.headers["content-type"].startswith("text/html")
     assert "Drift in column 'length'" in report.text  # Evidently's own widget text
     assert httpx.get(monitor + "/report", params={"model": "nope"}).status_code == 404

@@ -18,7 +18,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from shiftwatch.replay.stack import LocalProcess, start_monitor, start_service
-from tests.servers import ROOT, TINY_LIMITS
+from tests.servers import ROOT, TINY_LIMITS, TINY_NAMES
 
 T = TypeVar("T")
 # A sequence the tiny models know (tokens w0..w299 are in their vocabulary), any length.
@@ -49,6 +49,7 @@ def monitor_env(store: dict, events: Path, state: Path, **settings: str) -> dict
         "SHIFTWATCH_MONITOR_EVENT_LOG_DIR": str(events),
         "SHIFTWATCH_MONITOR_STATE_PATH": str(state),
         "SHIFTWATCH_MONITOR_MODELS_DIR": str(Path(bundle.path).parent),
+        "SHIFTWATCH_MONITOR_MODELS": ",".join(TINY_NAMES.values()),
         "SHIFTWATCH_MONITOR_WINDOW_SIZE": "100",
         "SHIFTWATCH_MONITOR_RECOMPUTE_SECONDS": "0.5",
         "SHIFTWATCH_MONITOR_RECOMPUTE_EVENTS": "50",

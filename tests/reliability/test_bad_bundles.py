@@ -15,8 +15,8 @@ from pathlib import Path
 import onnx
 import pytest
 
-from shiftwatch.vocab import Vocabulary
-from tests.servers import ROOT, TINY_LIMITS, free_port
+from shiftwatch.tokenizer import TextTokenizer
+from tests.servers import ROOT, TINY_LIMITS, TINY_NAMES, free_port
 
 pytestmark = pytest.mark.slow
 # Start-up of a bad store takes ~2 s (the check runs before any worker); a good store needs
@@ -25,12 +25,12 @@ STARTUP_LIMIT_SECONDS = 180
 
 
 def bundle_dir(home: Path, variant: str) -> Path:
-    models = home / "models" / f"shiftwatch-{variant}"
+    models = home / "models" / TINY_NAMES[variant]
     return models / (models / "latest").read_text().strip()
 
 
-def remove_vocab(home: Path) -> None:
-    (bundle_dir(home, "research") / "vocab.json").unlink()
+def remove_tokenizer(home: Path) -> None:
+    (bundle_dir(home, "research") / "tokenizer.json").unlink()
 
 
 def garble_onnx(home: Path) -> None:
@@ -46,26 +46,28 @@ def unknown_operator(home: Path) -> None:
     onnx.save(model, str(path))
 
 
-def swap_vocab(home: Path) -> None:
-    """A self-consistent vocab.json (its own hash matches) that is not the model's vocabulary."""
-    path = bundle_dir(home, "research") / "vocab.json"
-    tokens = json.loads(path.read_text())["tokens"]
-    tokens[2], tokens[3] = tokens[3], tokens[2]
-    Vocabulary(tuple(tokens)).save(path)
+def swap_tokens(home: Path) -> None:
+    """A valid tokenizer.json that is not the model's: two token ids swapped."""
+    path = bundle_dir(home, "research") / "tokenizer.json"
+    raw = json.loads(path.read_text())
+    vocab = raw["model"]["vocab"]
+    first, second = (t for t, i in vocab.items() if i in (2, 3))
+    vocab[first], vocab[second] = vocab[second], vocab[first]
+    TextTokenizer(json.dumps(raw)).save(path)
 
 
 def drop_model(home: Path) -> None:
-    shutil.rmtree(home / "models" / "shiftwatch-no_pe")
+    shutil.rmtree(home / "models" / TINY_NAMES["no_pe"])
 
 
 CASES: dict[str, tuple[Callable[[Path], None], list[str]]] = {
     # case: (how the store is broken, fragments of the one message)
-    "missing_file": (remove_vocab, ["shiftwatch-research", "is missing vocab.json"]),
-    "corrupt_onnx": (garble_onnx, ["shiftwatch-baseline", "not a readable ONNX model"]),
-    "graph_onnxruntime_rejects": (unknown_operator, ["shiftwatch-no_pe", "NoSuchOperator"]),
-    "vocab_mismatch": (swap_vocab, ["shiftwatch-research", "vocabulary hash mismatch"]),
+    "missing_file": (remove_tokenizer, ["acme-alibi.v2", "is missing tokenizer.json"]),
+    "corrupt_onnx": (garble_onnx, ["acme-base", "not a readable ONNX model"]),
+    "graph_onnxruntime_rejects": (unknown_operator, ["acme_nope", "NoSuchOperator"]),
+    "tokenizer_mismatch": (swap_tokens, ["acme-alibi.v2", "tokenizer hash mismatch"]),
     # BentoML's own check, before ours: the reference resolves to nothing.
-    "model_not_in_store": (drop_model, ["shiftwatch-no_pe:latest could not be found"]),
+    "model_not_in_store": (drop_model, ["acme_nope:latest could not be found"]),
 }
 
 

@@ -20,7 +20,7 @@ from tests.reliability.conftest import (
     service_env,
     wait_until,
 )
-from tests.servers import free_port
+from tests.servers import TINY_NAMES, free_port
 
 pytestmark = pytest.mark.slow
 NETGUARD = Path(__file__).parent / "netguard"
@@ -89,12 +89,13 @@ def test_service_and_monitor_make_no_outbound_connection(tiny_store: dict, tmp_p
                     lambda: client.get(monitor.url + "/status").json(),
                     lambda s: (
                         s["counters"].get("labels_matched", 0) >= len(labels)
-                        and s["models"].get("baseline", {}).get("rows", 0) >= len(labels)
+                        and s["models"].get(TINY_NAMES["baseline"], {}).get("rows", 0)
+                        >= len(labels)
                     ),
                     timeout=90,
                 )
                 assert status["counters"].get("labels_matched") == len(labels), status
-                for path in ("/metrics", "/healthz", "/report?model=baseline"):
+                for path in ("/metrics", "/healthz", "/report?model=" + TINY_NAMES["baseline"]):
                     assert client.get(monitor.url + path).status_code == 200, path
 
     armed = (tmp_path / "outbound.log.armed").read_text().splitlines()

@@ -11,6 +11,8 @@ import bentoml
 import pytest
 import yaml
 
+from tests.servers import TINY_LIMITS, TINY_NAMES
+
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
@@ -19,7 +21,7 @@ def test_bentoml_build_packs_models_and_a_torch_free_environment(tiny_store: dic
     result = subprocess.run(
         [sys.executable, "-m", "bentoml", "build", "--output", "tag"],
         cwd=ROOT,
-        env=os.environ,
+        env={**os.environ, **TINY_LIMITS},  # the models to pack: the tiny ones, by their names
         capture_output=True,
         text=True,
         timeout=600,
@@ -29,9 +31,11 @@ def test_bentoml_build_packs_models_and_a_torch_free_environment(tiny_store: dic
     name, version = tag.split(":")
     bento = Path(os.environ["BENTOML_HOME"]) / "bentos" / name / version
     manifest = yaml.safe_load((bento / "bento.yaml").read_text())
-    packed = {m["tag"] for m in manifest["models"]}
-    # bentofile.yaml asks for :latest; other tests may register newer versions than tiny_store's.
-    latest = {str(bentoml.models.get(f"shiftwatch-{variant}:latest").tag) for variant in tiny_store}
+    # The service declares its models: BentoML lists them under the service, and copies them
+    # into the container's build context (tests/deploy/test_bento_image.py).
+    packed = {m["tag"] for service in manifest["services"] for m in service["models"]}
+    # The service asks for :latest; other tests may register newer versions than tiny_store's.
+    latest = {str(bentoml.models.get(f"{name}:latest").tag) for name in TINY_NAMES.values()}
     assert packed == latest
     dockerfile = (bento / "env" / "docker" / "Dockerfile").read_text()
     assert "FROM" in dockerfile and "ENTRYPOINT" in dockerfile
@@ -47,3 +51,8 @@ def test_bentoml_build_packs_models_and_a_torch_free_environment(tiny_store: dic
     assert not any(s.startswith(("training/", "exports/", "tests/")) for s in sources)
     envs = {e["name"]: e["value"] for e in manifest["envs"]}
     assert envs["BENTOML_DO_NOT_TRACK"] == "true"
+    # The image serves the models it packs, unless its environment says otherwise.
+    assert envs["SHIFTWATCH_PRIMARY_MODEL"] == TINY_NAMES["baseline"]
+    assert envs["SHIFTWATCH_SHADOW_MODELS"] == f"{TINY_NAMES['research']},{TINY_NAMES['no_pe']}"
+    assert f"ARG SHIFTWATCH_PRIMARY_MODEL={TINY_NAMES['baseline']}\n" in dockerfile
+    assert "ENV SHIFTWATCH_PRIMARY_MODEL=$SHIFTWATCH_PRIMARY_MODEL" in dockerfile

@@ -4,26 +4,34 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from prometheus_client import REGISTRY
 from pydantic import TypeAdapter, ValidationError
 
 from service.predictor import Predictor, StartupError
 from service.schemas import Instance, Instances
-from shiftwatch.inference import OnnxClassifier, open_session
-from shiftwatch.settings import ServiceSettings, service_settings
+from shiftwatch.inference import OnnxClassifier
+from shiftwatch.settings import service_settings
+from tests.servers import TINY_NAMES
 
 pytestmark = pytest.mark.slow
+PRIMARY, RESEARCH, NO_PE = TINY_NAMES["baseline"], TINY_NAMES["research"], TINY_NAMES["no_pe"]
+
+
+def by_name(tiny_store: dict) -> dict:
+    """name -> (bundle, store tag), as the service hands bundles to the Predictor."""
+    return {bundle.name: (bundle, tag) for bundle, tag in tiny_store.values()}
 
 
 @pytest.fixture
 def predictor(tiny_store: dict, tiny_settings: None) -> Predictor:
-    return Predictor(tiny_store, service_settings())
+    return Predictor(by_name(tiny_store), service_settings())
 
 
 def instances(tiny_dataset, n: int) -> list[Instance]:
     frame = tiny_dataset.split("test").head(n)
     return [
-        Instance(tokens=list(t), domain=d)
-        for t, d in zip(frame["tokens"], frame["domain"], strict=True)
+        Instance(tokens=t.split(), domain=d)
+        for t, d in zip(frame["text"], frame["domain"], strict=True)
     ]
 
 
@@ -48,11 +56,10 @@ def test_answers_equal_direct_onnxruntime(
     bundle, _ = tiny_store["baseline"]
     batch = instances(tiny_dataset, 12)
     answers, _ = predictor.predict(batch)
-    classifier = OnnxClassifier(
-        open_session(bundle.model_path, prefer_gpu=False), bundle.meta.max_positions
-    )
+    classifier = OnnxClassifier.from_bundle(bundle, prefer_gpu=False)
     for instance, answer in zip(batch, answers, strict=True):
-        logits, _ = classifier.run(*[a for a in _pad(bundle.vocab.encode(instance.sequence))])
+        ids = bundle.tokenizer.encode([instance.sequence]).ids[0]
+        logits, _ = classifier.run(*_pad(ids))
         probs = np.exp(logits[0] - logits[0].max())
         probs /= probs.sum()
         assert answer.label == bundle.meta.labels[int(probs.argmax())]
@@ -67,29 +74,60 @@ def _pad(ids: list[int]):
 
 def test_shadows_go_to_events_only(predictor: Predictor, tiny_dataset) -> None:
     answers, events = predictor.predict(instances(tiny_dataset, 5))
-    assert {a.model for a in answers} == {"baseline"}
+    assert {a.model for a in answers} == {PRIMARY}
     for answer, event in zip(answers, events, strict=True):
-        assert event.request_id == answer.request_id and event.model == "baseline"
-        assert [s.model for s in event.shadows] == ["research", "no_pe"]
+        assert event.request_id == answer.request_id and event.model == PRIMARY
+        assert [s.model for s in event.shadows] == [RESEARCH, NO_PE]
         assert event.features["length"] > 0 and len(event.embedding) > 0
         assert event.domain is not None
 
 
 def test_named_model_answers_without_shadows(predictor: Predictor) -> None:
-    answers, events = predictor.predict([Instance(text="kw0_1 w2", model="research")])
-    assert answers[0].model == "research" and events[0].shadows == []
+    answers, events = predictor.predict([Instance(text="kw0_1 w2", model=RESEARCH)])
+    assert answers[0].model == RESEARCH and events[0].shadows == []
 
 
-def test_max_tokens_above_a_model_limit_stops_startup(tiny_store: dict) -> None:
-    with pytest.raises(StartupError, match="SHIFTWATCH_MAX_TOKENS=512 exceeds model 'baseline'"):
-        Predictor(tiny_store, ServiceSettings(max_tokens=512))
+def counter(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_a_200_character_token_is_answered_and_counted(predictor: Predictor) -> None:
+    before = counter("shiftwatch_input_long_words_total")
+    answers, events = predictor.predict([Instance(tokens=["mark_a", "w" * 200, "mark_b"])])
+    assert answers[0].label in predictor.primary.labels
+    assert events[0].features["length"] == 3.0  # clipped to 100 characters, one <unk>
+    assert counter("shiftwatch_input_long_words_total") == before + 1
+
+
+def test_a_sequence_past_the_positional_limit_is_cut_there_and_counted(
+    predictor: Predictor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SHIFTWATCH_MAX_TOKENS", "200")  # a request limit above the models' 96
+    service_settings.cache_clear()
+    before = counter("shiftwatch_input_truncated_total", model=PRIMARY)
+    answers, events = predictor.predict([Instance(tokens=["w1"] * 96 + ["w2"] * 4)])
+    assert events[0].features["length"] == 96.0  # the tiny models' limit
+    cut, _ = predictor.predict([Instance(tokens=["w1"] * 96)])
+    assert answers[0].probabilities == pytest.approx(cut[0].probabilities, abs=1e-6)
+    assert counter("shiftwatch_input_truncated_total", model=PRIMARY) == before + 1
+
+
+def test_a_bundle_under_another_name_stops_startup(tiny_store: dict, tiny_settings: None) -> None:
+    bundles = by_name(tiny_store)
+    bundles[PRIMARY] = bundles[RESEARCH]
+    with pytest.raises(StartupError, match=f"model '{PRIMARY}': its bundle is named '{RESEARCH}'"):
+        Predictor(bundles, service_settings())
 
 
 LIMIT_CASES = [
     ({"tokens": []}, "tokens: the sequence is empty"),
-    ({"text": "   "}, "tokens: the sequence is empty"),
-    ({"tokens": ["a"] * 97}, "97 tokens exceeds the limit of 96 (SHIFTWATCH_MAX_TOKENS"),
-    ({"tokens": ["x" * 33]}, "33 characters exceeds the limit of 32 (SHIFTWATCH_MAX_TOKEN_CHARS)"),
+    ({"tokens": ["", " "]}, "tokens: the sequence is empty"),
+    ({"text": "   "}, "text: the sequence is empty"),
+    (
+        {"tokens": ["a"] * 97},
+        "97 whitespace-separated tokens exceeds the limit of 96 (SHIFTWATCH_MAX_TOKENS",
+    ),
+    ({"tokens": ["x" * 1000] * 3}, "3002 characters exceeds the limit of 2000"),
     (
         {"text": "a " * 1001},
         "2002 characters exceeds the limit of 2000 (SHIFTWATCH_MAX_TEXT_CHARS)",

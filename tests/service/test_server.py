@@ -10,9 +10,11 @@ import httpx
 import numpy as np
 import pytest
 
-from shiftwatch.inference import OnnxClassifier, open_session
+from shiftwatch.inference import OnnxClassifier
+from tests.servers import TINY_NAMES
 
 pytestmark = pytest.mark.slow
+PRIMARY = TINY_NAMES["baseline"]
 
 
 def event_lines(live_server: dict) -> list[dict]:
@@ -41,20 +43,18 @@ def test_predictions_equal_direct_onnxruntime(live_server: dict, tiny_dataset) -
     bundle, tag = live_server["store"]["baseline"]
     frame = tiny_dataset.split("test").head(8)
     instances = [
-        {"tokens": list(t), "request_id": f"sdk-{i}"} for i, t in enumerate(frame["tokens"])
+        {"tokens": t.split(), "request_id": f"sdk-{i}"} for i, t in enumerate(frame["text"])
     ]
     with bentoml.SyncHTTPClient(live_server["url"]) as client:
         answers = client.predict(instances=instances)
-    classifier = OnnxClassifier(
-        open_session(bundle.model_path, prefer_gpu=False), bundle.meta.max_positions
-    )
-    logits, _ = classifier.predict([bundle.vocab.encode(list(t)) for t in frame["tokens"]])
+    classifier = OnnxClassifier.from_bundle(bundle, prefer_gpu=False)
+    logits, _ = classifier.predict(bundle.tokenizer.encode(list(frame["text"])).ids)
     probs = np.exp(logits - logits.max(1, keepdims=True))
     probs /= probs.sum(1, keepdims=True)
     for i, answer in enumerate(answers):
         answer = answer if isinstance(answer, dict) else answer.model_dump()
         assert answer["request_id"] == f"sdk-{i}"
-        assert answer["model"] == "baseline" and answer["model_version"] == tag
+        assert answer["model"] == PRIMARY and answer["model_version"] == tag
         assert answer["label"] == bundle.meta.labels[int(probs[i].argmax())]
         assert list(answer["probabilities"].values()) == pytest.approx(probs[i].tolist(), abs=1e-6)
 
@@ -64,8 +64,12 @@ BAD_REQUESTS = [
     ("/predict", {"instances": []}, 400, "at least 1 instance"),
     ("/predict", {"instances": [{"text": "a"}] * 9}, 400, "9 instances exceeds the limit of 8"),
     ("/predict", {"instances": [{"tokens": []}]}, 400, "the sequence is empty"),
-    ("/predict", {"instances": [{"tokens": ["a"] * 97}]}, 400, "97 tokens exceeds the limit of 96"),
-    ("/predict", {"instances": [{"tokens": ["x" * 40]}]}, 400, "exceeds the limit of 32"),
+    (
+        "/predict",
+        {"instances": [{"tokens": ["a"] * 97}]},
+        400,
+        "97 whitespace-separated tokens exceeds the limit of 96",
+    ),
     (
         "/predict",
         {"instances": [{"text": "a " * 1001}]},
@@ -114,7 +118,10 @@ def test_event_log_matches_requests(live_server: dict) -> None:
         assert event["type"] == "prediction" and event["domain"] == "news"
         assert event["predicted_label"] == answer["label"]
         assert event["confidence"] == pytest.approx(answer["confidence"])
-        assert [s["model"] for s in event["shadows"]] == ["research", "no_pe"]
+        assert [s["model"] for s in event["shadows"]] == [
+            TINY_NAMES["research"],
+            TINY_NAMES["no_pe"],
+        ]
         assert event["features"]["length"] == 4.0
 
 
@@ -143,8 +150,8 @@ def test_metrics_carry_the_custom_series(live_server: dict) -> None:
     httpx.post(live_server["url"] + "/predict", json={"instances": [{"tokens": []}]})
     text = httpx.get(live_server["url"] + "/metrics").text
     for series in (
-        'shiftwatch_predictions_total{model="baseline"',
-        'shiftwatch_predictions_total{model="research"',
+        f'shiftwatch_predictions_total{{model="{PRIMARY}"',
+        f'shiftwatch_predictions_total{{model="{TINY_NAMES["research"]}"',
         "shiftwatch_prediction_confidence_bucket",
         "shiftwatch_input_length_tokens_bucket",
         "shiftwatch_input_oov_share_bucket",
@@ -153,5 +160,24 @@ def test_metrics_carry_the_custom_series(live_server: dict) -> None:
         "shiftwatch_inference_batch_size_bucket",
         'shiftwatch_event_log_events_total{type="prediction"}',
         "bentoml_service_request_duration_seconds_bucket",
+        "shiftwatch_input_long_words_total",
+        f'shiftwatch_input_truncated_total{{model="{PRIMARY}"}}',
     ):
         assert series in text, series
+
+
+def test_a_long_token_is_answered_not_refused(live_server: dict) -> None:
+    body = {"instances": [{"tokens": ["mark_a", "q" * 200, "mark_b"], "request_id": "long-1"}]}
+    response = httpx.post(live_server["url"] + "/predict", json=body)
+    assert response.status_code == 200, response.text
+    assert response.json()[0]["request_id"] == "long-1"
+
+
+def test_models_lists_the_loaded_models(live_server: dict) -> None:
+    catalog = httpx.get(live_server["url"] + "/models").json()
+    assert catalog["primary"] == PRIMARY
+    assert [m["name"] for m in catalog["models"]] == list(TINY_NAMES.values())
+    assert [m["architecture"] for m in catalog["models"]] == list(TINY_NAMES)
+    assert [m["role"] for m in catalog["models"]] == ["primary", "shadow", "shadow"]
+    for model, (bundle, tag) in zip(catalog["models"], live_server["store"].values(), strict=True):
+        assert model["version"] == tag and model["labels"] == bundle.meta.labels

@@ -2,17 +2,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from shiftwatch.vocab import PAD_ID, Vocabulary
+from shiftwatch.tokenizer import TokenizerConfig, train_tokenizer
 from training.batches import EncodedSplit, encode_split, pad, predict, shuffled_batches
 from training.model import SequenceClassifier, variant_config
 
 
 def test_encode_split():
-    frame = pd.DataFrame(
-        {"tokens": [["a", "b"], ["b", "zzz"]], "label": ["y", "x"], "domain": ["d1", "d2"]}
-    )
-    vocab = Vocabulary.build([["b", "b", "a"]])  # b=2, a=3
-    split = encode_split(frame, vocab, labels=("x", "y"))
+    frame = pd.DataFrame({"text": ["a b", "b zzz"], "label": ["y", "x"], "domain": ["d1", "d2"]})
+    tokenizer = train_tokenizer(["b b a"], TokenizerConfig(), "tokens")  # b=2, a=3
+    split = encode_split(frame, tokenizer, labels=("x", "y"))
     assert len(split) == 2
     assert [ids.tolist() for ids in split.ids] == [[3, 2], [2, 1]]
     assert split.ids[0].dtype == np.int64
@@ -22,7 +20,7 @@ def test_encode_split():
 
 def test_pad_right_pads_with_mask():
     input_ids, attention_mask = pad([np.array([5, 6, 7]), np.array([8])])
-    assert input_ids.tolist() == [[5, 6, 7], [8, PAD_ID, PAD_ID]]
+    assert input_ids.tolist() == [[5, 6, 7], [8, 0, 0]]  # 0: <pad>
     assert attention_mask.tolist() == [[1, 1, 1], [1, 0, 0]]
     assert input_ids.dtype == attention_mask.dtype == torch.int64
 

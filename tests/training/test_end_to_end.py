@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from shiftwatch.cli import app
 from shiftwatch.data import CLASS_NAMES, Dataset
 from shiftwatch.data.synthetic import DataConfig, content_sha256, generate_dataset
-from shiftwatch.vocab import Vocabulary
+from shiftwatch.tokenizer import TextTokenizer
 from training.batches import encode_split, predict
 from training.config import Profile, TrainConfig
 from training.model import ModelConfig, SequenceClassifier
@@ -22,7 +22,7 @@ from training.reproduce import FIGURES, reproduce
 RUN_FILES = {
     "checkpoint.pt",
     "config.json",
-    "vocab.json",
+    "tokenizer.json",
     "log.jsonl",
     "metrics.json",
     "predictions.parquet",
@@ -85,12 +85,14 @@ def test_run_folder_rebuilds_the_model_and_its_metrics(
         ],
     )
     assert result.exit_code == 0, result.output
-    run_dir = tmp_path / "research" / "0"
+    run_dir = tmp_path / "rows" / "research" / "0"  # RUNS/<dataset>/<variant>/<seed>
     config = json.loads((run_dir / "config.json").read_text())
-    vocab = Vocabulary.load(run_dir / "vocab.json", expected_sha256=config["vocab_sha256"])
+    tokenizer = TextTokenizer.load(run_dir / "tokenizer.json", config["tokenizer_sha256"])
+    # The file has a text column: raw text, so the run trained a subword tokenizer.
+    assert config["data"]["input_kind"] == "text" and tokenizer.kind == "BPE"
     model = SequenceClassifier(ModelConfig(**config["model"]))
     model.load_state_dict(torch.load(run_dir / "checkpoint.pt", weights_only=True))
-    test = encode_split(small_dataset.split("test"), vocab, config["data"]["labels"])
+    test = encode_split(small_dataset.split("test"), tokenizer, config["data"]["labels"])
     logits, _ = predict(model, test.ids)
     accuracy = float((logits.argmax(1) == test.labels).mean())
     metrics = json.loads((run_dir / "metrics.json").read_text())
