@@ -113,7 +113,7 @@ def profile_target_cell(
 def main(
     variant: Annotated[str, typer.Option(help="baseline, research or no_pe.")] = "baseline",
     run: Annotated[
-        Path | None, typer.Option(help="Run folder (default artifacts/runs/VARIANT/0).")
+        Path | None, typer.Option(help="Run folder (default artifacts/runs/embedded/VARIANT/0).")
     ] = None,
     bundle: Annotated[
         Path | None,
@@ -131,7 +131,7 @@ def main(
     """Time torch eager, ORT fp32 and ORT int8 on a batch x seq grid and write the report."""
     started = CpuSnapshot.now()
     torch.set_num_threads(threads)
-    run_dir = run or ROOT / "artifacts" / "runs" / variant / "0"
+    run_dir = run or ROOT / "artifacts" / "runs" / "embedded" / variant / "0"
     budget = QUICK if quick else FULL
     with tempfile.TemporaryDirectory(prefix="bench_inference_") as model_dir:
         console.print(f"exporting {run_dir} to fp32 and int8 ONNX")

@@ -56,7 +56,6 @@ from benchmarks.report import (
     write_section,
 )
 from benchmarks.timing import RepetitionBudget, Timing, time_calls
-from exports.store import store_name
 from service.event_log import SEGMENT_GLOB
 from shiftwatch.bundle import ModelBundle, read_bundle
 from shiftwatch.data import load_dataset
@@ -115,8 +114,8 @@ DEFAULT_SHADOWS: list[str] = ServiceSettings.model_fields["shadow_models"].defau
 
 
 def stored_bundle(name: str) -> tuple[ModelBundle, str]:
-    """The latest bundle of a variant in the model store (BENTOML_HOME), and its tag."""
-    model = bentoml.models.get(f"{store_name(name)}:latest")
+    """The latest bundle of a model name in the model store (BENTOML_HOME), and its tag."""
+    model = bentoml.models.get(f"{name}:latest")
     return read_bundle(model.path), str(model.tag)
 
 
@@ -126,12 +125,13 @@ def request_sequence(seq_len: int) -> tuple[list[str], str, int]:
     The first row of exactly that length, else the first longer row cut to it.
     """
     test = load_dataset().split("test")
-    lengths = test["tokens"].map(len)
+    tokens = test["text"].str.split()
+    lengths = tokens.map(len)
     rows = list(test.index[lengths == seq_len]) or list(test.index[lengths > seq_len])
     if not rows:
         raise typer.BadParameter(f"no test sequence has {seq_len} tokens", param_hint="--seq-len")
     row = rows[0]
-    return list(test.at[row, "tokens"])[:seq_len], str(test.at[row, "domain"]), int(row)
+    return list(tokens[row])[:seq_len], str(test.at[row, "domain"]), int(row)
 
 
 def server_env(
@@ -428,7 +428,7 @@ def serve_and_measure(
         deadline = time.monotonic() + READY_TIMEOUT_S
         for server in servers.values():
             server.wait_ready(deadline)
-            warm_up(server, body, settings.primary_model, budget.warmup_requests)
+            warm_up(server, body, settings.primary_name, budget.warmup_requests)
         started, servers_cpu = CpuSnapshot.now(), sum(s.cpu_seconds() for s in servers.values())
         cells, raw, livez = measure(servers, body, budget, session_run)
         servers_cpu = sum(s.cpu_seconds() for s in servers.values()) - servers_cpu
@@ -473,14 +473,14 @@ def main(
     budget = QUICK if quick else FULL
     budget = replace(budget, requests=requests or budget.requests)
     settings = ServiceSettings()
-    names = list(dict.fromkeys([settings.primary_model, *DEFAULT_SHADOWS]))
+    names = list(dict.fromkeys([settings.primary_name, *DEFAULT_SHADOWS]))
     bundles = {name: stored_bundle(name) for name in names}
     max_tokens = min(settings.max_tokens, *(b.meta.max_positions for b, _ in bundles.values()))
     if seq_len > max_tokens:
         raise typer.BadParameter(f"over the models' limit {max_tokens}", param_hint="--seq-len")
     tokens, domain, row = request_sequence(seq_len)
     body = json.dumps({"instances": [{"tokens": tokens, "domain": domain}]}).encode()
-    primary = bundles[settings.primary_model][0]
+    primary = bundles[settings.primary_name][0]
     session = open_session(
         primary.model_path,
         settings.intra_op_threads,
@@ -488,7 +488,7 @@ def main(
         settings.prefer_gpu,
     )
     classifier = OnnxClassifier(session, primary.meta.max_positions)
-    ids, mask = pad_batch([primary.vocab.encode(tokens)])
+    ids, mask = pad_batch(primary.tokenizer.encode([" ".join(tokens)]).ids)
     with tempfile.TemporaryDirectory(prefix="bench_service_") as work:
         cells, raw, livez, facts, load = serve_and_measure(
             Path(work),

@@ -59,7 +59,7 @@ def recorded_int8_accuracy(bundle_dir: Path) -> tuple[dict | None, str]:
         return None, f"no bundle with int8 yet ({bundle_dir} is not quantised)"
     return accuracy, (
         f"recorded in {bundle_dir / 'bundle.json'} (exported {bundle.meta.created_at} "
-        f"from run {bundle.meta.run.get('path', 'unknown')})"
+        f"from run {bundle.meta.source.get('path', 'unknown')})"
     )
 
 

@@ -29,6 +29,7 @@ from service.schemas import FeedbackItems, FeedbackReceipt, Instances, Predictio
 from shiftwatch.bundle import BundleError, ModelBundle, read_bundle
 from shiftwatch.events import LabelEvent
 from shiftwatch.settings import service_settings
+from shiftwatch.store import missing_model_message
 
 log = logging.getLogger("shiftwatch.service")
 SETTINGS = service_settings()
@@ -40,33 +41,15 @@ SETTINGS = service_settings()
 MODEL_REFERENCES = {name: BentoModel(tag) for name, tag in SETTINGS.model_refs.items()}
 
 
-def stored_names() -> list[str]:
-    """Names of the shiftwatch bundles in the model store (for error messages)."""
-    return sorted(
-        {m.tag.name for m in bentoml.models.list() if m.info.labels.get("project") == "shiftwatch"}
-    )
-
-
 def load_stored_bundle(name: str, reference: BentoModel) -> tuple[ModelBundle, str]:
     """The bundle behind a model-store reference, validated; never fetched from a remote."""
     stored = reference.stored
     if stored is None:
-        raise StartupError(
-            f"model {name!r} ({reference.tag}) is not in the BentoML model store "
-            f"(BENTOML_HOME={bentoml_home()}); shiftwatch bundles there: "
-            f"{stored_names() or 'none'}. Run `shiftwatch export` or `shiftwatch import` first, "
-            "or set SHIFTWATCH_PRIMARY_MODEL / SHIFTWATCH_SHADOW_MODELS to stored names"
-        )
+        raise StartupError(missing_model_message(name, str(reference.tag)))
     try:
         return read_bundle(stored.path), str(stored.tag)
     except BundleError as exc:
         raise StartupError(f"model {stored.tag}: {exc}") from exc
-
-
-def bentoml_home() -> str:
-    from bentoml._internal.configuration.containers import BentoMLContainer
-
-    return str(BentoMLContainer.bentoml_home.get())
 
 
 def stored_bundles() -> dict[str, tuple[ModelBundle, str]]:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
+
+import httpx
 
 from shiftwatch.replay.stack import free_port, start_service, stop_process  # noqa: F401 (re-exported)
 
@@ -45,3 +49,13 @@ def monitor_env(live_server: dict, work: Path, **overrides: str) -> dict[str, st
         "SHIFTWATCH_MONITOR_POLL_SECONDS": "0.2",
     }
     return env | {f"SHIFTWATCH_MONITOR_{key.upper()}": value for key, value in overrides.items()}
+
+
+def wait_status(monitor_url: str, ready: Callable[[dict], bool], timeout: float = 60.0) -> dict:
+    """Poll the monitor's /status until `ready(status)` or the timeout; the last status."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = httpx.get(monitor_url + "/status").json()
+        if ready(status) or time.monotonic() > deadline:
+            return status
+        time.sleep(0.3)

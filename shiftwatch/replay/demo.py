@@ -34,6 +34,7 @@ class DemoPlan:
     descriptions: dict[str, str]  # replay (scenario) name -> what it sends
     extra_domains: tuple[str, ...] = ()  # client domains outside the references, as labels
     source: str = "the embedded generator's scenarios"
+    docs_name: str = "deployment"  # with --docs: DOCS/<docs_name>.md and DOCS/<docs_name>/*.png
 
 
 def embedded_plan(
@@ -57,6 +58,7 @@ def file_plan(
     primary: str,
     shadows: tuple[str, ...],
     extra_domains: tuple[str, ...],
+    docs_name: str = "deployment",
 ) -> DemoPlan:
     """A user's labeled file: the control (`before` throughout), the shift at once, and the
     shift ramped in. The shift is named after the value it selects (e.g. `ood`)."""
@@ -79,6 +81,7 @@ def file_plan(
         },
         extra_domains=extra_domains,
         source=f"`{data}`",
+        docs_name=docs_name,
     )
 
 
@@ -143,14 +146,14 @@ def run_demo(
         deployment_markdown(rows, plan, window_size, lambda s: f"{s}/timeline.png")
     )
     if docs_dir is not None:
-        figures = docs_dir / "deployment"
+        figures = docs_dir / plan.docs_name
         figures.mkdir(parents=True, exist_ok=True)
         for config in plan.replays:
             shutil.copy(
                 out_dir / config.scenario / "timeline.png", figures / f"{config.scenario}.png"
             )
-        (docs_dir / "deployment.md").write_text(
-            deployment_markdown(rows, plan, window_size, lambda s: f"deployment/{s}.png")
+        (docs_dir / f"{plan.docs_name}.md").write_text(
+            deployment_markdown(rows, plan, window_size, lambda s: f"{plan.docs_name}/{s}.png")
         )
     return rows
 

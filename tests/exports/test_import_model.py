@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +29,7 @@ from shiftwatch.inference import GRAPH_OPTIMIZATION, OnnxClassifier
 from shiftwatch.metrics import classification_report
 from shiftwatch.replay.stack import start_monitor, start_service
 from shiftwatch.tokenizer import TextTokenizer
+from tests.servers import wait_status
 
 # transformers is imported inside the fixtures, after this: it must never reach the hub.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -454,15 +454,6 @@ def test_bad_imports_fail_clearly_and_leave_nothing(
 
 
 # -- end to end: the real service and monitor over the imported bundles --
-
-
-def wait_status(url: str, ready: Callable[[dict], bool], timeout: float = 60.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        status = httpx.get(url + "/status").json()
-        if ready(status) or time.monotonic() > deadline:
-            return status
-        time.sleep(0.3)
 
 
 def metric_value(metrics: str, series: str) -> float:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import time
-
 import httpx
 import pytest
 
 from shiftwatch.data.synthetic import sample_scenario
 from shiftwatch.replay.stack import start_monitor
-from tests.servers import TINY_NAMES, monitor_env
+from tests.servers import TINY_NAMES, monitor_env, wait_status
 
 PRIMARY, RESEARCH = TINY_NAMES["baseline"], TINY_NAMES["research"]
 
@@ -25,15 +23,6 @@ def monitor(live_server: dict, tmp_path_factory: pytest.TempPathFactory):
         yield process.url
     finally:
         process.stop()
-
-
-def wait_status(url: str, predicate, timeout: float = 30.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        status = httpx.get(url + "/status").json()
-        if predicate(status) or time.monotonic() > deadline:
-            return status
-        time.sleep(0.3)
 
 
 def test_requests_and_feedback_show_up_in_status_metrics_and_report(
