@@ -18,21 +18,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pandas as pd
-from onnx.external_data_helper import uses_external_data
 
 from exports.reference import build_reference
 from exports.staging import created_at, file_sha256, git_commit, publish_bundle, staging_folder
-from shiftwatch.bundle import (
-    FLOAT32,
-    INPUT_NAMES,
-    INT64,
-    LOGITS,
-    BundleError,
-    BundleMeta,
-    ModelBundle,
-)
+from shiftwatch.bundle import BundleError, BundleMeta, ModelBundle, inspect_onnx
 from shiftwatch.data.loader import Selection, read_labeled_rows
 from shiftwatch.encoding import pad_batch
 from shiftwatch.inference import GRAPH_OPTIMIZATION, OnnxClassifier, open_session
@@ -41,7 +31,6 @@ from shiftwatch.names import validate_model_name
 from shiftwatch.tokenizer import TextTokenizer
 
 log = logging.getLogger(__name__)
-REQUIRED_INPUTS = INPUT_NAMES[:2]  # input_ids, attention_mask; token_type_ids is optional
 
 
 def _check_labels(labels: list[str]) -> None:
@@ -70,104 +59,6 @@ def _load_tokenizer(path: Path, max_length: int | None) -> tuple[TextTokenizer, 
     if not isinstance(max_length, int) or max_length < 1:
         raise ValueError(f"max_length must be a positive number of token ids, got {max_length!r}")
     return tokenizer.truncating(max_length), max_length
-
-
-def _external_locations(graph: onnx.GraphProto) -> set[str]:
-    """Files named by tensors of `graph` (and its subgraphs) stored as external data."""
-    tensors = [*graph.initializer]
-    tensors += [t for s in graph.sparse_initializer for t in (s.values, s.indices)]
-    locations = set()
-    for node in graph.node:
-        for attribute in node.attribute:
-            tensors += [attribute.t, *attribute.tensors]
-            for subgraph in (attribute.g, *attribute.graphs):
-                locations |= _external_locations(subgraph)
-    for tensor in tensors:
-        if uses_external_data(tensor):
-            entries = {entry.key: entry.value for entry in tensor.external_data}
-            locations.add(entries.get("location", "?"))
-    return locations
-
-
-def _check_tensor(path: Path, kind: str, value: onnx.ValueInfoProto, elem_type: int) -> None:
-    """A rank-2 tensor of `elem_type`; inputs also need dynamic [batch, seq] axes."""
-    want = onnx.TensorProto.DataType.Name(elem_type).lower()
-    axes = "[batch, seq]" if kind == "input" else "[batch, classes or dims]"
-    tensor = value.type.tensor_type if value.type.HasField("tensor_type") else None
-    if tensor is None or tensor.elem_type != elem_type or len(tensor.shape.dim) != 2:
-        found = "not a tensor"
-        if tensor is not None:
-            dtype = onnx.TensorProto.DataType.Name(tensor.elem_type).lower()
-            rank = len(tensor.shape.dim) if tensor.HasField("shape") else "unknown"
-            found = f"{dtype} of rank {rank}"
-        raise BundleError(f"{path}: ONNX {kind} '{value.name}' is {found}; expected {want} {axes}")
-    fixed = [d.dim_value for d in tensor.shape.dim if d.WhichOneof("value") == "dim_value"]
-    if kind == "input" and fixed:
-        raise BundleError(
-            f"{path}: ONNX input '{value.name}' has a fixed size {fixed}; expected dynamic "
-            "[batch, seq] axes (each batch is padded to its longest sequence)"
-        )
-
-
-def _inspect_onnx(
-    path: Path, labels: list[str], embedding_output: str | None
-) -> tuple[list[str], int | None]:
-    """Check the model's interface against the bundle contract.
-
-    Returns:
-        The graph's input names in graph order, and its default-domain opset.
-    """
-    if not path.is_file():
-        raise ValueError(f"ONNX model {path}: file not found")
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # onnx raises DecodeError and friends, no common base
-        raise BundleError(f"{path}: not a readable ONNX model: {exc}") from exc
-    external = _external_locations(model.graph)
-    if external:
-        raise BundleError(
-            f"{path}: weights are stored in external data files {sorted(external)}; a bundle "
-            "holds one self-contained model.onnx: re-save it with onnx.save_model(model, path, "
-            "save_as_external_data=False) (possible below 2 GB)"
-        )
-    graph = model.graph
-    inputs = [value.name for value in graph.input]
-    unknown = [name for name in inputs if name not in INPUT_NAMES]
-    missing = [name for name in REQUIRED_INPUTS if name not in inputs]
-    if unknown or missing:
-        raise BundleError(
-            f"{path}: ONNX inputs are {inputs}; expected {list(REQUIRED_INPUTS)}, optionally "
-            f"token_type_ids (missing {missing}, unknown {unknown})"
-        )
-    for value in graph.input:
-        _check_tensor(path, "input", value, INT64)
-    outputs = {value.name: value for value in graph.output}
-    if LOGITS not in outputs:
-        raise BundleError(
-            f"{path}: the ONNX model has no output named '{LOGITS}' (float32 [batch, classes]); "
-            f"its outputs are {list(outputs)}: re-export it with the class scores named '{LOGITS}'"
-        )
-    _check_tensor(path, "output", outputs[LOGITS], FLOAT32)
-    classes = outputs[LOGITS].type.tensor_type.shape.dim[1].dim_value
-    if classes and classes != len(labels):
-        raise BundleError(
-            f"{path}: ONNX output '{LOGITS}' has {classes} classes, but {len(labels)} labels "
-            f"were given ({labels}); give one label per logit, in logit order"
-        )
-    if embedding_output == LOGITS:
-        raise BundleError(
-            f"{path}: the embedding output must be another output than '{LOGITS}' (a pooled "
-            "vector, float32 [batch, dims])"
-        )
-    if embedding_output is not None:
-        if embedding_output not in outputs:
-            raise BundleError(
-                f"{path}: no ONNX output '{embedding_output}' to use as the embedding output "
-                f"(float32 [batch, dims]); its outputs are {list(outputs)}"
-            )
-        _check_tensor(path, "output", outputs[embedding_output], FLOAT32)
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
-    return inputs, opset
 
 
 def _reference_rows(
@@ -282,7 +173,7 @@ def import_bundle(
     if embedding_dims < 1:
         raise ValueError(f"embedding_dims must be at least 1, got {embedding_dims}")
     tokenizer, max_positions = _load_tokenizer(tokenizer_path, max_length)
-    inputs, opset = _inspect_onnx(onnx_path, labels, embedding_output)
+    inputs, opset = inspect_onnx(onnx_path, labels, embedding_output)
     rows, selection = _reference_rows(reference, reference_rows, labels)
     try:
         ids = tokenizer.encode(list(rows["text"])).ids

@@ -17,6 +17,7 @@ from typing import Literal
 import numpy as np
 import onnx
 import pandas as pd
+from onnx.external_data_helper import uses_external_data
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from shiftwatch.features import FEATURE_NAMES
@@ -29,6 +30,7 @@ STORE_FILES = ("model.yaml",)  # written by the BentoML model store beside a reg
 FORMAT_VERSION = 2  # 1: vocab.json and the three study names only
 # ONNX inputs a bundle may declare (any order); the first two are required.
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+REQUIRED_INPUTS = INPUT_NAMES[:2]
 LOGITS = "logits"
 # ONNX TensorProto element types of the contract.
 INT64, FLOAT32 = onnx.TensorProto.INT64, onnx.TensorProto.FLOAT
@@ -147,39 +149,110 @@ class ModelBundle:
         return pd.read_parquet(self.path / "reference.parquet")
 
 
-def _tensor_type(path: Path, kind: str, value, elem_type: int) -> None:
-    tensor = value.type.tensor_type
-    if tensor.elem_type != elem_type or len(tensor.shape.dim) != 2:
+def _external_locations(graph: onnx.GraphProto) -> set[str]:
+    """Files named by tensors of `graph` (and its subgraphs) stored as external data."""
+    tensors = [*graph.initializer]
+    tensors += [t for s in graph.sparse_initializer for t in (s.values, s.indices)]
+    locations = set()
+    for node in graph.node:
+        for attribute in node.attribute:
+            tensors += [attribute.t, *attribute.tensors]
+            for subgraph in (attribute.g, *attribute.graphs):
+                locations |= _external_locations(subgraph)
+    for tensor in tensors:
+        if uses_external_data(tensor):
+            entries = {entry.key: entry.value for entry in tensor.external_data}
+            locations.add(entries.get("location", "?"))
+    return locations
+
+
+def _check_tensor(path: Path, kind: str, value: onnx.ValueInfoProto, elem_type: int) -> None:
+    """A rank-2 tensor of `elem_type`; inputs also need dynamic [batch, seq] axes."""
+    want = onnx.TensorProto.DataType.Name(elem_type).lower()
+    axes = "[batch, seq]" if kind == "input" else "[batch, classes or dims]"
+    tensor = value.type.tensor_type if value.type.HasField("tensor_type") else None
+    if tensor is None or tensor.elem_type != elem_type or len(tensor.shape.dim) != 2:
+        found = "not a tensor"
+        if tensor is not None:
+            dtype = onnx.TensorProto.DataType.Name(tensor.elem_type).lower()
+            rank = len(tensor.shape.dim) if tensor.HasField("shape") else "unknown"
+            found = f"{dtype} of rank {rank}"
+        raise BundleError(f"{path}: ONNX {kind} '{value.name}' is {found}; expected {want} {axes}")
+    fixed = [d.dim_value for d in tensor.shape.dim if d.WhichOneof("value") == "dim_value"]
+    if kind == "input" and fixed:
         raise BundleError(
-            f"{path}: ONNX {kind} '{value.name}' must be a rank-2 "
-            f"{onnx.TensorProto.DataType.Name(elem_type).lower()} tensor"
+            f"{path}: ONNX input '{value.name}' has a fixed size {fixed}; expected dynamic "
+            "[batch, seq] axes (each batch is padded to its longest sequence)"
         )
 
 
-def check_onnx_io(path: Path, meta: BundleMeta) -> None:
-    """The ONNX file's inputs are exactly `meta.inputs` (int64, [batch, seq]); its outputs hold
-    `logits` (float32, [batch, classes], as many classes as labels) and the embedding output."""
+def inspect_onnx(
+    path: Path, labels: list[str], embedding_output: str | None
+) -> tuple[list[str], int | None]:
+    """Check a model file's interface against the bundle contract.
+
+    Returns:
+        The graph's input names in graph order, and its default-domain opset.
+    """
+    if not path.is_file():
+        raise ValueError(f"ONNX model {path}: file not found")
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # onnx raises DecodeError and friends, no common base
         raise BundleError(f"{path}: not a readable ONNX model: {exc}") from exc
-    graph = model.graph
-    found = [v.name for v in graph.input]
-    if found != meta.inputs:
-        raise BundleError(f"{path}: ONNX inputs are {found}, bundle.json says {meta.inputs}")
-    for value in graph.input:
-        _tensor_type(path, "input", value, INT64)
-    outputs = {v.name: v for v in graph.output}
-    wanted = [LOGITS, *([meta.embedding_output] if meta.embedding_output else [])]
-    for name in wanted:
-        if name not in outputs:
-            raise BundleError(f"{path}: ONNX outputs {sorted(outputs)} lack '{name}'")
-        _tensor_type(path, "output", outputs[name], FLOAT32)
-    classes = outputs[LOGITS].type.tensor_type.shape.dim[1].dim_value
-    if classes and classes != len(meta.labels):
+    external = _external_locations(model.graph)
+    if external:
         raise BundleError(
-            f"{path}: logits have {classes} classes, bundle.json has {len(meta.labels)} labels"
+            f"{path}: weights are stored in external data files {sorted(external)}; a bundle "
+            "holds one self-contained model.onnx: re-save it with onnx.save_model(model, path, "
+            "save_as_external_data=False) (possible below 2 GB)"
         )
+    graph = model.graph
+    inputs = [value.name for value in graph.input]
+    unknown = [name for name in inputs if name not in INPUT_NAMES]
+    missing = [name for name in REQUIRED_INPUTS if name not in inputs]
+    if unknown or missing:
+        raise BundleError(
+            f"{path}: ONNX inputs are {inputs}; expected {list(REQUIRED_INPUTS)}, optionally "
+            f"token_type_ids (missing {missing}, unknown {unknown})"
+        )
+    for value in graph.input:
+        _check_tensor(path, "input", value, INT64)
+    outputs = {value.name: value for value in graph.output}
+    if LOGITS not in outputs:
+        raise BundleError(
+            f"{path}: the ONNX model has no output named '{LOGITS}' (float32 [batch, classes]); "
+            f"its outputs are {list(outputs)}: re-export it with the class scores named '{LOGITS}'"
+        )
+    _check_tensor(path, "output", outputs[LOGITS], FLOAT32)
+    classes = outputs[LOGITS].type.tensor_type.shape.dim[1].dim_value
+    if classes and classes != len(labels):
+        raise BundleError(
+            f"{path}: ONNX output '{LOGITS}' has {classes} classes, but {len(labels)} labels "
+            f"were given ({labels}); give one label per logit, in logit order"
+        )
+    if embedding_output == LOGITS:
+        raise BundleError(
+            f"{path}: the embedding output must be another output than '{LOGITS}' (a pooled "
+            "vector, float32 [batch, dims])"
+        )
+    if embedding_output is not None:
+        if embedding_output not in outputs:
+            raise BundleError(
+                f"{path}: no ONNX output '{embedding_output}' to use as the embedding output "
+                f"(float32 [batch, dims]); its outputs are {list(outputs)}"
+            )
+        _check_tensor(path, "output", outputs[embedding_output], FLOAT32)
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    return inputs, opset
+
+
+def check_onnx_io(path: Path, meta: BundleMeta) -> None:
+    """A bundle's ONNX file against the contract and its bundle.json: the inputs it declares,
+    `logits` for its labels, its embedding output."""
+    inputs, _ = inspect_onnx(path, meta.labels, meta.embedding_output)
+    if inputs != meta.inputs:
+        raise BundleError(f"{path}: ONNX inputs are {inputs}, bundle.json says {meta.inputs}")
 
 
 def _meta(path: Path) -> BundleMeta:

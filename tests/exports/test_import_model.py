@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+import bentoml
 import httpx
 import numpy as np
 import onnx
@@ -569,3 +570,27 @@ def test_imported_models_are_served_and_monitored(
         if monitor is not None:
             monitor.stop()
         service.stop()
+
+
+def test_the_import_command_registers_the_bundle_or_says_what_is_wrong(
+    onnx_models: dict[str, Path], files: dict[str, Path], tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from shiftwatch.cli import app
+
+    args = ["import", "--onnx", str(onnx_models["vector"]), "--tokenizer", str(files["tokenizer"])]
+    args += ["--reference", str(files["reference"]), "--reference-rows", "split=val"]
+    args += ["--models-dir", str(tmp_path), "--embedding-output", VECTOR]
+    labels = tmp_path.parent / "labels.txt"
+    labels.write_text("\n".join(LABELS) + "\n")
+    result = CliRunner().invoke(app, [*args, "--labels", f"@{labels}", "--name", "cli-import"])
+    assert result.exit_code == 0, result.output
+    tag = result.output.strip().splitlines()[-1]
+    assert tag.startswith("cli-import:")
+    assert read_bundle(bentoml.models.get(tag).path).meta.labels == list(LABELS)
+
+    wrong = CliRunner().invoke(app, [*args, "--labels", "a,b", "--name", "cli-import-2"])
+    assert wrong.exit_code == 2
+    assert "2 labels were given" in " ".join(wrong.output.split())
+    assert not (tmp_path / "cli-import-2").exists()
