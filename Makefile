@@ -77,10 +77,13 @@ reproduce-quick: setup $(DOCSTRINGS)/manifest.json
 export: setup
 	$(SW) export --all --quantize
 
-# The embedded default bundles, trained (quick profile) and exported only when missing.
+# The embedded default bundles, exported only when missing, from the seed-0 runs: those of
+# `make reproduce` when they exist, else trained now with the quick profile.
+SEED0_RUNS := $(foreach v,baseline research no_pe,artifacts/runs/embedded/$(v)/0/checkpoint.pt)
 models: setup
 	@if ls $(BUNDLES) >/dev/null 2>&1; then echo "bundles present: $(BUNDLES)"; \
-	else $(SW) reproduce --profile quick && $(SW) export --all --quantize; fi
+	else (ls $(SEED0_RUNS) >/dev/null 2>&1 || $(SW) reproduce --profile quick) && \
+		$(SW) export --all --quantize; fi
 
 # The service on loopback: primary baseline, shadows research and no_pe (SHIFTWATCH_* to change).
 serve: models

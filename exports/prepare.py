@@ -1,8 +1,9 @@
 """Bundles for a dataset, ready to serve: train the profile's seed-0 runs and export them
 under the given names, reusing finished runs and bundles that still match.
 
-A run is reused when it was trained on the same dataset content with the same training
-settings; a bundle when it was exported from that run's checkpoint. Whatever is (re)made
+A finished seed-0 run on the same dataset content is reused, whatever profile trained it
+(a `make reproduce` run is kept, not overwritten by a quicker one); a bundle is reused
+when it was exported from that run's checkpoint. Whatever is (re)made
 is registered in the BentoML model store (once: an unchanged bundle keeps its version).
 """
 
@@ -23,8 +24,8 @@ from training.config import Profile
 from training.train import train_run
 
 
-def finished_run(run_dir: Path, dataset: Dataset, train: dict) -> bool:
-    """A complete run of the same data and training settings."""
+def finished_run(run_dir: Path, dataset: Dataset) -> bool:
+    """A complete run on the same data."""
     try:
         config = json.loads((run_dir / "config.json").read_text())
     except (OSError, ValueError):
@@ -33,7 +34,6 @@ def finished_run(run_dir: Path, dataset: Dataset, train: dict) -> bool:
         (run_dir / "checkpoint.pt").exists()
         and (run_dir / "metrics.json").exists()
         and config["data"]["content_sha256"] == dataset.content_sha256
-        and config["train"] == train
     )
 
 
@@ -63,7 +63,7 @@ def prepare_bundles(
     prepared = {}
     for variant, name in names.items():
         run_dir = runs_dir / dataset.slug / variant / "0"
-        if finished_run(run_dir, dataset, train.to_dict()):
+        if finished_run(run_dir, dataset):
             on_step(f"{variant}: reusing the run in {run_dir}")
         else:
             on_step(f"training {variant} ({profile.name} profile)")

@@ -30,8 +30,9 @@ def _onset(events: int, onset_fraction: float) -> int:
 
 
 def _ramp(before: pd.DataFrame, after: pd.DataFrame, seed: int) -> pd.DataFrame:
-    """Row i comes from `after` with probability i / (n - 1), else from `before`."""
-    n = len(after)
+    """n = len(before) rows: row i comes from `after` with probability i / (n - 1), else from
+    `before` (`after` holds at least n rows)."""
+    n = len(before)
     shifted = np.linspace(0.0, 1.0, n) > np.random.default_rng(seed).random(n)
     rows = [after.iloc[i] if s else before.iloc[i] for i, s in enumerate(shifted)]
     return pd.DataFrame(rows).reset_index(drop=True).assign(shifted=shifted)
