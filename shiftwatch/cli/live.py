@@ -46,10 +46,13 @@ def print_replay_table(rows: list[dict], title: str) -> None:
 
     from shiftwatch.replay.summary import COLUMNS, LEGEND, fmt
 
-    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left")
-    for key, _, short, kind in COLUMNS:
-        if kind == "str" and key in ("scenario", "model"):
-            table.add_column(short, overflow="fold")
+    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", padding=(0, 1, 0, 0))
+    for key, _, short, _ in COLUMNS:
+        if key in ("scenario", "model"):  # as wide as the longest name, up to a limit
+            widest = max((len(str(row[key])) for row in rows), default=len(short))
+            table.add_column(
+                short, overflow="fold", min_width=min(widest, 22 if key == "model" else 14)
+            )
         else:
             table.add_column(short, justify="right", no_wrap=True)
     for row in rows:
