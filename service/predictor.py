@@ -16,7 +16,7 @@ from shiftwatch.events import ModelOutput, PredictionEvent
 from shiftwatch.features import drift_features
 from shiftwatch.inference import OnnxClassifier
 from shiftwatch.settings import ServiceSettings
-from shiftwatch.tokenizer import clip_long_words
+from shiftwatch.tokenizer import Encoded, clip_long_words
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +70,15 @@ class Predictor:
             model.classifier.predict(model.bundle.tokenizer.encode(["warm up"]).ids)
 
     def _run(
-        self, model: LoadedModel, texts: list[str]
+        self, model: LoadedModel, texts: list[str], encodings: dict[tuple, Encoded]
     ) -> tuple[list[list[int]], np.ndarray, np.ndarray | None]:
-        encoded = model.bundle.tokenizer.encode(texts)
+        """One model on `texts`. `encodings` holds these texts' encodings by tokenizer, so
+        models that share one (a primary and its shadows, usually) encode them once."""
+        tokenizer = model.bundle.tokenizer
+        key = (tokenizer.sha256, tokenizer.max_length)
+        if key not in encodings:
+            encodings[key] = tokenizer.encode(texts)
+        encoded = encodings[key]
         metrics.input_truncated.labels(model=model.name).inc(sum(encoded.truncated))
         histogram = metrics.inference_seconds.labels(model=model.name)
         logits, pooled = model.classifier.predict(
@@ -128,12 +134,13 @@ class Predictor:
         for name, rows in groups.items():
             model = self.models[name]
             tokens = [texts[i] for i in rows]
-            ids, probs, embedding = self._run(model, tokens)
+            encodings: dict[tuple, Encoded] = {}
+            ids, probs, embedding = self._run(model, tokens, encodings)
             outputs = self._outputs(model, probs, embedding)
             shadow_outputs = [[] for _ in rows]
             if model is self.primary:
                 for shadow in self.shadows:
-                    _, shadow_probs, shadow_embedding = self._run(shadow, tokens)
+                    _, shadow_probs, shadow_embedding = self._run(shadow, tokens, encodings)
                     for k, output in enumerate(
                         self._outputs(shadow, shadow_probs, shadow_embedding)
                     ):

@@ -102,6 +102,8 @@ class TextTokenizer:
         except Exception as exc:  # tokenizers raises a bare Exception for bad JSON
             raise TokenizerError(f"not a valid tokenizer.json: {exc}") from exc
         self.serialized = serialized
+        # Hash of the exact tokenizer.json bytes, recorded in runs and bundles.
+        self.sha256 = hashlib.sha256(serialized.encode("utf-8")).hexdigest()
         self.max_length = max_length
         self.backend.no_padding()
         if max_length is not None:
@@ -121,10 +123,6 @@ class TextTokenizer:
             specials | {self.pad_id} | {i for i in [self.unk_id] if i is not None}
         )
 
-    @property
-    def sha256(self) -> str:
-        """Hash of the exact tokenizer.json bytes, recorded in runs and bundles."""
-        return hashlib.sha256(self.serialized.encode()).hexdigest()
 
     @property
     def vocab_size(self) -> int:
