@@ -16,7 +16,7 @@ from shiftwatch.events import ModelOutput, PredictionEvent
 from shiftwatch.features import drift_features
 from shiftwatch.inference import OnnxClassifier
 from shiftwatch.settings import ServiceSettings
-from shiftwatch.tokenizer import Encoded, clip_long_words
+from shiftwatch.tokenizer import Encoded
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class Predictor:
 
     def _run(
         self, model: LoadedModel, texts: list[str], encodings: dict[tuple, Encoded]
-    ) -> tuple[list[list[int]], np.ndarray, np.ndarray | None]:
+    ) -> tuple[Encoded, np.ndarray, np.ndarray | None]:
         """One model on `texts`. `encodings` holds these texts' encodings by tokenizer, so
         models that share one (a primary and its shadows, usually) encode them once."""
         tokenizer = model.bundle.tokenizer
@@ -88,7 +88,7 @@ class Predictor:
         )
         reduction = model.bundle.meta.embedding_reduction
         embedding = None if pooled is None or reduction is None else reduction.apply(pooled)
-        return encoded.ids, softmax(logits), embedding
+        return encoded, softmax(logits), embedding
 
     @staticmethod
     def _outputs(
@@ -130,12 +130,12 @@ class Predictor:
         for i, instance in enumerate(instances):
             groups.setdefault(instance.model or self.primary.name, []).append(i)
         texts = [instance.sequence for instance in instances]
-        metrics.input_long_words.inc(sum(clip_long_words(text)[1] for text in texts))
         for name, rows in groups.items():
             model = self.models[name]
             tokens = [texts[i] for i in rows]
             encodings: dict[tuple, Encoded] = {}
-            ids, probs, embedding = self._run(model, tokens, encodings)
+            encoded, probs, embedding = self._run(model, tokens, encodings)
+            metrics.input_long_words.inc(sum(encoded.clipped_words))  # once per instance
             outputs = self._outputs(model, probs, embedding)
             shadow_outputs = [[] for _ in rows]
             if model is self.primary:
@@ -147,7 +147,7 @@ class Predictor:
                         shadow_outputs[k].append(output)
             for k, i in enumerate(rows):
                 features = drift_features(
-                    ids[k], model.bundle.tokenizer, model.bundle.meta.max_trained_length
+                    encoded.ids[k], model.bundle.tokenizer, model.bundle.meta.max_trained_length
                 )
                 metrics.input_length.observe(features["length"])
                 metrics.input_oov_share.observe(features["oov_share"])

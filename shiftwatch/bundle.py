@@ -85,6 +85,11 @@ class BundleMeta(BaseModel):
     git_commit: str
     source: dict  # the training run, or the imported files
 
+    @property
+    def embedding_dims(self) -> int:
+        """Columns of the reduced embedding (0 without an embedding output)."""
+        return 0 if self.embedding_reduction is None else self.embedding_reduction.dims
+
     @field_validator("name")
     @classmethod
     def _valid_name(cls, value: str) -> str:
@@ -139,11 +144,6 @@ class ModelBundle:
     def quantized_model_path(self) -> Path | None:
         path = self.path / QUANTIZED_FILE
         return path if path.exists() else None
-
-    @property
-    def embedding_dims(self) -> int:
-        reduction = self.meta.embedding_reduction
-        return 0 if reduction is None else reduction.dims
 
     def load_reference(self) -> pd.DataFrame:
         return pd.read_parquet(self.path / "reference.parquet")
@@ -313,8 +313,7 @@ def read_bundle(path: Path | str) -> ModelBundle:
         columns = pd.read_parquet(path / "reference.parquet").columns
     except Exception as exc:  # pyarrow raises several unrelated types for bad files
         raise BundleError(f"{path / 'reference.parquet'} cannot be read: {exc}") from exc
-    dims = 0 if meta.embedding_reduction is None else meta.embedding_reduction.dims
-    absent = [c for c in reference_columns(dims) if c not in columns]
+    absent = [c for c in reference_columns(meta.embedding_dims) if c not in columns]
     if absent:
         raise BundleError(f"{path / 'reference.parquet'} lacks columns {absent}")
     return ModelBundle(path, meta, tokenizer)

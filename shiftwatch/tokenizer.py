@@ -123,7 +123,6 @@ class TextTokenizer:
             specials | {self.pad_id} | {i for i in [self.unk_id] if i is not None}
         )
 
-
     @property
     def vocab_size(self) -> int:
         return self.backend.get_vocab_size(with_added_tokens=True)

@@ -42,7 +42,7 @@ def test_wordlevel_ids_by_frequency_then_token():
 
 def test_auto_kind_follows_the_input():
     assert wordlevel().kind == "WordLevel"
-    assert train_tokenizer(TEXTS, SMALL_BPE.__class__(vocab_size=120), "text").kind == ("BPE")
+    assert train_tokenizer(TEXTS, TokenizerConfig(vocab_size=120), "text").kind == "BPE"
 
 
 def test_wordlevel_matches_the_old_frequency_ranked_vocabulary(tiny_frame):

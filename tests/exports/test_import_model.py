@@ -319,9 +319,9 @@ def test_imported_bundle_reads_back_with_the_reference_of_the_torch_model(
     embedding_columns = [c for c in reference.columns if c.startswith("embedding_")]
     if kind == "plain":
         assert meta.embedding_output is None and meta.embedding_reduction is None
-        assert embedding_columns == [] and bundle.embedding_dims == 0
+        assert embedding_columns == [] and bundle.meta.embedding_dims == 0
     else:
-        assert meta.embedding_output == VECTOR and bundle.embedding_dims == 8
+        assert meta.embedding_output == VECTOR and bundle.meta.embedding_dims == 8
         assert embedding_columns == [f"embedding_{i}" for i in range(8)]
 
 
