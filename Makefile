@@ -13,7 +13,7 @@ export BENTOML_HOME ?= $(CURDIR)/artifacts/bentoml
 PORT ?= 3000
 BUNDLES := $(foreach v,baseline research no_pe,artifacts/models/$(v)/bundle.json)
 
-.PHONY: setup prometheus test reliability lint format reproduce reproduce-quick export models serve build demo deployment-report clean
+.PHONY: setup servers test reliability lint format reproduce reproduce-quick export models serve build demo deployment-report clean
 
 setup: $(STAMP)
 
@@ -29,21 +29,26 @@ $(STAMP): pyproject.toml $(IMAGE_LOCK)
 	touch $@
 
 # The image's pinned environments (CPU and GPU), from deploy/python/*.in, for Linux x86_64 and
-# Python 3.11 as in the bentofiles. Needs the package index; commit the result.
-LOCK_ARGS := --python-version 3.11 --python-platform x86_64-manylinux_2_28 --quiet
+# Python 3.11 as in the bentofiles (3.11.7, the tests' interpreter; the images' python:3.11 is
+# newer, so no marker differs). Needs the package index; commit the result.
+LOCK_ARGS := --python-version 3.11.7 --python-platform x86_64-manylinux_2_28 --quiet
 .PHONY: lock
 lock: setup
 	$(VENV)/bin/uv pip compile deploy/python/image.in $(LOCK_ARGS) -o $(IMAGE_LOCK)
 	$(VENV)/bin/uv pip compile deploy/python/image-gpu.in $(LOCK_ARGS) -o deploy/python/image-gpu.lock.txt
 
-# promtool and prometheus for the deploy tests (tests/deploy/): Debian's package, installed
-# once (CI runs as root on a fresh Debian machine). Without them those tests fail under CI=true.
-prometheus:
-	command -v promtool >/dev/null && command -v prometheus >/dev/null || \
-	(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus)
+# The real servers the tests run against (CI runs as root on a fresh Debian machine), each
+# Debian's package, installed once: prometheus and promtool (deploy/), redis-server (the fleet
+# transport), haproxy (the fleet's load balancer config). A test fails when one is missing.
+SERVERS := prometheus promtool redis-server haproxy
+servers:
+	@for tool in $(SERVERS); do command -v $$tool >/dev/null || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends prometheus redis-server haproxy; fi
 
 # pytest exits 5 when it collects no test: that is a failure here, never a pass.
-test: setup prometheus
+test: setup servers
 	$(PY) -m pytest -q -m "not reliability"; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 

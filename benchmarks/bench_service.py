@@ -56,7 +56,7 @@ from benchmarks.report import (
     write_section,
 )
 from benchmarks.timing import RepetitionBudget, Timing, time_calls
-from service.event_log import SEGMENT_GLOB
+from service.file_segments import SEGMENT_GLOB
 from shiftwatch.bundle import ModelBundle, read_bundle
 from shiftwatch.data import load_dataset
 from shiftwatch.encoding import pad_batch

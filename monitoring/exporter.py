@@ -40,6 +40,7 @@ class MonitorCollector(Collector):
         )
         lag.add_metric([], status["ingest_lag_seconds"])
         yield lag
+        yield from self._streams(status)
         last = _gauge(
             "shiftwatch_monitor_last_computation_timestamp_seconds",
             "Unix time of the last window computation.",
@@ -61,6 +62,33 @@ class MonitorCollector(Collector):
         for kind, value in status["errors"].items():
             errors.add_metric([kind], value)
         errors.add_metric(["reference"], len(status["reference_errors"]))
+        yield errors
+
+    @staticmethod
+    def _streams(status: dict):
+        """The Redis transport's backlog per stream, and failed reads (0 under `file`)."""
+        lag = _gauge(
+            "shiftwatch_monitor_stream_lag_events",
+            "Stream entries not yet delivered to this monitor's consumer group.",
+            ["stream"],
+        )
+        pending = _gauge(
+            "shiftwatch_monitor_stream_pending_events",
+            "Stream entries delivered to this monitor but not yet acknowledged.",
+            ["stream"],
+        )
+        for stream, backlog in status["streams"].items():
+            lag.add_metric([stream], backlog["lag"])
+            pending.add_metric([stream], backlog["pending"])
+        yield lag
+        yield pending
+        errors = CounterMetricFamily(
+            "shiftwatch_monitor_transport_errors",
+            "Failed reads of the event transport, by reason (connection, response).",
+            labels=["reason"],
+        )
+        for reason in ("connection", "response"):
+            errors.add_metric([reason], status["transport_errors"].get(reason, 0))
         yield errors
 
     @staticmethod

@@ -1,10 +1,11 @@
-"""Tail the service's event-log segments into the monitor's state, exactly once."""
+"""Tail the service's event-log segments (the `file` transport) into the monitor's state,
+exactly once."""
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import TypeAdapter, ValidationError
@@ -22,7 +23,29 @@ CHUNK_BYTES = 1 << 20  # read and commit at most this much per transaction
 class IngestPass:
     events: int = 0
     bad_lines: int = 0
-    lag_seconds: float = 0.0  # age of the oldest segment with unread bytes; 0 when caught up
+    lag_seconds: float = 0.0  # age of the oldest unread event; 0 when caught up
+    # Redis only: per stream, entries not yet delivered ("lag") and delivered but not
+    # acknowledged ("pending").
+    streams: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+def apply_event(state: MonitorState, raw: bytes, result: IngestPass, source: str) -> None:
+    """One event's JSON (a segment's line, a stream entry's field) into `state`; an unreadable
+    one is counted and skipped. The caller owns the transaction."""
+    if not raw.strip():
+        return
+    try:
+        event = EVENT.validate_json(raw)
+    except ValidationError as exc:
+        state.count("bad_lines")
+        result.bad_lines += 1
+        log.warning("unreadable event in %s skipped: %s", source, str(exc).splitlines()[0])
+        return
+    if isinstance(event, PredictionEvent):
+        state.add_prediction(event)
+    else:
+        state.add_label(event)
+    result.events += 1
 
 
 class Ingestor:
@@ -80,7 +103,7 @@ class Ingestor:
             self.state.begin()
             try:
                 for line in lines:
-                    self._apply(line, result, path.name)
+                    apply_event(self.state, line, result, path.name)
                 offset += end + 1
                 self.state.set_offset(path.name, offset)
                 self.state.expire(self.retention_seconds)
@@ -90,19 +113,3 @@ class Ingestor:
                 raise
             if max_events is not None and result.events >= max_events:
                 return
-
-    def _apply(self, line: bytes, result: IngestPass, segment: str) -> None:
-        if not line.strip():
-            return
-        try:
-            event = EVENT.validate_json(line)
-        except ValidationError as exc:
-            self.state.count("bad_lines")
-            result.bad_lines += 1
-            log.warning("unreadable event in %s skipped: %s", segment, str(exc).splitlines()[0])
-            return
-        if isinstance(event, PredictionEvent):
-            self.state.add_prediction(event)
-        else:
-            self.state.add_label(event)
-        result.events += 1

@@ -15,8 +15,10 @@ from monitoring.drift import DriftConfig, DriftResult, compute_drift
 from monitoring.ingest import Ingestor
 from monitoring.settings import MonitorSettings
 from monitoring.state import MonitorState
+from monitoring.stream_ingest import StreamError, StreamIngestor
 from shiftwatch.bundle import ModelBundle, read_bundle
 from shiftwatch.names import split_model_ref
+from shiftwatch.streams import connect, label_stream, prediction_stream
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +78,22 @@ def load_references(settings: MonitorSettings) -> tuple[dict[str, ModelReference
     return references, errors
 
 
+def open_ingestor(settings: MonitorSettings, state: MonitorState) -> Ingestor | StreamIngestor:
+    """The reader of the settings' transport: segment files, or the fleet's Redis streams."""
+    if settings.event_transport == "file":
+        return Ingestor(settings.event_log_dir, state, settings.label_retention_seconds)
+    names = [split_model_ref(ref)[0] for ref in settings.models]
+    prefix = settings.redis_stream_prefix
+    return StreamIngestor(
+        connect(settings.redis_url),
+        state,
+        [prediction_stream(prefix, name) for name in names] + [label_stream(prefix)],
+        settings.redis_group,
+        settings.label_retention_seconds,
+        settings.redis_read_count,
+    )
+
+
 @dataclass
 class ModelWindow:
     """The latest computation for one model."""
@@ -113,13 +131,13 @@ class Monitor:
         self.references, self.reference_errors = load_references(settings)
         domains = {d for ref in self.references.values() for d in ref.frame["domain"].unique()}
         self.state = MonitorState(settings.state_path, domains | set(settings.extra_domains))
-        self.ingestor = Ingestor(
-            settings.event_log_dir, self.state, settings.label_retention_seconds
-        )
+        self.ingestor = open_ingestor(settings, self.state)
         self.lock = threading.Lock()  # guards the snapshot below, read by the HTTP thread
         self.windows: dict[str, ModelWindow] = {}
         self.counters: dict[str, int] = self.state.counters()
         self.lag_seconds = 0.0
+        self.streams: dict[str, dict[str, int]] = {}  # Redis: lag and pending per stream
+        self.transport_errors: dict[str, int] = {}  # Redis: failed reads by reason
         self.pending_labels = self.state.pending_labels()
         self.last_computation = 0.0
         self.computed_events = 0
@@ -139,9 +157,15 @@ class Monitor:
             self.error("ingest_io")
             log.error("ingest failed: %s", exc)
             return 0
+        except StreamError as exc:  # Redis unreachable or refusing: retried with backoff
+            with self.lock:
+                self.transport_errors[exc.reason] = self.transport_errors.get(exc.reason, 0) + 1
+            log.warning("event stream read failed (%s): %s", exc.reason, exc)
+            return 0
         with self.lock:
             self.counters = self.state.counters()
             self.lag_seconds = result.lag_seconds
+            self.streams = result.streams
             self.pending_labels = self.state.pending_labels()
         self._since_compute += result.events
         return result.events
@@ -219,6 +243,9 @@ class Monitor:
                 "last_computation": self.last_computation,
                 "computed_events": self.computed_events,
                 "ingest_lag_seconds": self.lag_seconds,
+                "transport": self.settings.event_transport,
+                "streams": {name: dict(backlog) for name, backlog in self.streams.items()},
+                "transport_errors": dict(self.transport_errors),
                 "counters": dict(self.counters),
                 "pending_labels": self.pending_labels,
                 "reference_errors": self.reference_errors,

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shiftwatch.names import split_model_ref
 from shiftwatch.settings import ServiceSettings, comma_list
+
+
+def _service(field: str):
+    """A default taken from the service's own variable (one image, one environment)."""
+    return lambda: getattr(ServiceSettings(), field)
 
 
 def served_models() -> list[str]:
@@ -21,7 +26,14 @@ def served_models() -> list[str]:
 class MonitorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SHIFTWATCH_MONITOR_", extra="ignore")
 
+    # The service's transport (SHIFTWATCH_EVENT_TRANSPORT, SHIFTWATCH_REDIS_* by default).
+    event_transport: Literal["file", "redis"] = Field(default_factory=_service("event_transport"))
     event_log_dir: Path = Path("artifacts/events")  # the service's SHIFTWATCH_EVENT_LOG_DIR
+    redis_url: str = Field(default_factory=_service("redis_url"))
+    redis_stream_prefix: str = Field(default_factory=_service("redis_stream_prefix"))
+    # The consumer group: one per monitor shard (shards monitor disjoint models).
+    redis_group: str = Field("shiftwatch-monitor", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    redis_read_count: int = Field(1000, ge=1)  # stream entries per read (and per transaction)
     state_path: Path = Path("artifacts/monitor/state.sqlite")
     # Where bundles (reference windows) come from: a folder of <name>/ bundles, or, when
     # unset, the BentoML model store (`name` for the latest version, or `name:version`).

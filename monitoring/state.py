@@ -1,7 +1,8 @@
 """The monitor's persistent state in SQLite: offsets, joined predictions, counters.
 
 Every change an event causes (rows, counters) is written in the same transaction
-as the log offset that moves past it, so after any crash, `kill -9` included,
+as the log offset (file segments) or the last applied entry id (Redis streams) that
+moves past it, so after any crash, `kill -9` included,
 each event has been counted exactly once: either its transaction committed, or
 it is read again.
 """
@@ -20,6 +21,7 @@ from shiftwatch.features import FEATURE_NAMES
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS offsets (segment TEXT PRIMARY KEY, position INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS stream_positions (stream TEXT PRIMARY KEY, last_id TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS requests (
@@ -63,6 +65,17 @@ class MonitorState:
         self.db.execute(
             "INSERT INTO offsets VALUES (?, ?) ON CONFLICT(segment) DO UPDATE SET position=excluded.position",
             (segment, position),
+        )
+
+    def stream_positions(self) -> dict[str, str]:
+        """The last applied entry id of each Redis stream (the consumer's exactly-once mark)."""
+        return dict(self.db.execute("SELECT stream, last_id FROM stream_positions"))
+
+    def set_stream_position(self, stream: str, last_id: str) -> None:
+        self.db.execute(
+            "INSERT INTO stream_positions VALUES (?, ?) "
+            "ON CONFLICT(stream) DO UPDATE SET last_id=excluded.last_id",
+            (stream, last_id),
         )
 
     def forget_segment(self, segment: str) -> None:

@@ -1,54 +1,61 @@
-"""The event log: append-only JSON-lines segments, written off the request path.
+"""The event log: prediction and label events written off the request path, to a transport.
 
-Guarantees (DESIGN.md, "Prediction and label events"):
+Guarantees (DESIGN.md, "Prediction and label events"), whatever the transport:
 - never blocks a prediction: `append` only enqueues; a full queue drops the event
   and counts it (`shiftwatch_event_log_write_errors_total{reason="queue_full"}`);
-- a failed write is counted (`reason="io_error"`) and logged, never raised; a segment removed
-  or replaced under the writer (another writer's disk budget, the directory swapped for a
-  file) is noticed before each batch, so events are never written into an unlinked file;
-- bounded disk: the writer rolls to a new segment past `segment_bytes` and
-  deletes the oldest segments while all of them together exceed `max_bytes`.
-  A consumer that falls further behind than that loses the deleted events; the
-  monitor counts such gaps.
+- a failed write is counted (`reason="io_error"` for files, `"transport_error"` for Redis)
+  and logged, never raised;
+- while the transport is unavailable (Redis down) the writer waits and the queue buffers;
+  events still queued when the process stops are counted (`reason="shutdown"`).
 
-Segments are `events-<writer>-<seq>.jsonl`, `<writer>` = host and pid, so several
-workers or replicas can share one directory without interleaving lines.
+Transports: `FileSegments` (service/file_segments.py, one machine) and `RedisStreams`
+(service/redis_streams.py, a fleet). Each has `backend`, `available()`, `write(events)`
+(raises `TransportError` when the batch is lost) and `close()`.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import queue
-import socket
 import threading
+import time
 from collections.abc import Iterable
-from pathlib import Path
-from typing import IO
+from typing import Protocol
 
 from pydantic import BaseModel
 
 from service import metrics
+from shiftwatch.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
-SEGMENT_GLOB = "events-*.jsonl"
-_STOP = object()
+BATCH_EVENTS = 512  # events per write: one flush or one Redis round trip for many
+UNAVAILABLE_WAIT_SECONDS = 0.05  # how often the writer asks an unavailable transport again
+
+
+class TransportError(Exception):
+    """A batch the transport could not write; `reason` is the metric label."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+class Transport(Protocol):
+    backend: str
+
+    def available(self) -> bool: ...
+
+    def write(self, events: list[BaseModel]) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class EventLog:
-    def __init__(
-        self, directory: Path, segment_bytes: int, max_bytes: int, queue_size: int
-    ) -> None:
-        self.directory = Path(directory)
-        self.segment_bytes = segment_bytes
-        self.max_bytes = max_bytes
-        self.writer_id = f"{socket.gethostname()}-{os.getpid()}".replace("/", "_")
+    def __init__(self, transport: Transport, queue_size: int) -> None:
+        self.transport = transport
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="event-log-writer", daemon=True)
-        self._file: IO[str] | None = None
-        self._path: Path | None = None  # the open segment
-        self._seq = 0
-        self._size = 0
 
     def start(self) -> EventLog:
         self._thread.start()
@@ -65,9 +72,9 @@ class EventLog:
                 metrics.event_log_write_errors.labels(reason="queue_full").inc()
 
     def close(self, timeout: float = 5.0) -> None:
-        """Write what is queued, then stop the writer."""
+        """Write what is queued (while the transport is available), then stop the writer."""
+        self._stop.set()
         if self._thread.is_alive():
-            self._queue.put(_STOP)
             self._thread.join(timeout)
 
     @property
@@ -77,68 +84,60 @@ class EventLog:
     # -- writer thread -------------------------------------------------------------
 
     def _run(self) -> None:
-        while True:
-            batch = [self._queue.get()]
-            while len(batch) < 512:  # drain what is already waiting: one flush for many events
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
+        try:
+            while True:
+                metrics.event_log_queue.set(self._queue.qsize())
+                if not self.transport.available():
+                    if self._stop.is_set():
+                        break
+                    time.sleep(UNAVAILABLE_WAIT_SECONDS)
+                    continue
+                batch = self._next_batch()
+                if batch:
+                    self._write(batch)
+                elif self._stop.is_set():
                     break
-            stop = any(item is _STOP for item in batch)
-            self._write([item for item in batch if item is not _STOP])
-            if stop:
-                if self._file is not None:
-                    self._file.close()
-                return
+        finally:
+            lost = self._queue.qsize()
+            if lost:
+                metrics.event_log_write_errors.labels(reason="shutdown").inc(lost)
+                log.warning("event log stopped with %d events unwritten", lost)
+            self.transport.close()
+
+    def _next_batch(self) -> list[BaseModel]:
+        try:
+            batch = [self._queue.get(timeout=0.2)]
+        except queue.Empty:
+            return []
+        while len(batch) < BATCH_EVENTS:  # drain what is already waiting
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return batch
 
     def _write(self, events: list[BaseModel]) -> None:
-        if not events:
-            return
-        lines = [event.model_dump_json() + "\n" for event in events]
         try:
-            if self._file is not None and self._segment_gone():
-                self._file.close()
-                self._file = None
-            for line in lines:
-                if self._file is None or self._size + len(line) > self.segment_bytes:
-                    self._roll()
-                self._file.write(line)
-                self._size += len(line)
-            self._file.flush()
-        except OSError as exc:
-            metrics.event_log_write_errors.labels(reason="io_error").inc(len(lines))
-            log.warning("event log write failed (%d events lost): %s", len(lines), exc)
-            if self._file is not None:
-                try:
-                    self._file.close()
-                except OSError:
-                    pass
-            self._file = None  # reopen (next segment) on the next write
+            self.transport.write(events)
+        except TransportError as exc:
+            metrics.event_log_write_errors.labels(reason=exc.reason).inc(len(events))
+            log.warning("event log write failed (%d events lost): %s", len(events), exc)
 
-    def _segment_gone(self) -> bool:
-        """Whether the open segment's path no longer names the open file."""
-        try:
-            return not os.path.samestat(os.stat(self._path), os.fstat(self._file.fileno()))
-        except OSError:  # removed, or a path component is no longer a directory
-            return True
 
-    def _roll(self) -> None:
-        if self._file is not None:
-            self._file.close()
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self._seq += 1
-        path = self.directory / f"events-{self.writer_id}-{self._seq:06d}.jsonl"
-        self._file = path.open("a", encoding="utf-8")
-        self._path = path
-        self._size = path.stat().st_size
-        self._enforce_budget(keep=path)
+def open_event_log(settings: ServiceSettings) -> EventLog | None:
+    """The event log the settings describe, started; None when it is disabled."""
+    if not settings.event_log_enabled:
+        return None
+    if settings.event_transport == "redis":
+        from service.redis_streams import RedisStreams
 
-    def _enforce_budget(self, keep: Path) -> None:
-        segments = sorted(self.directory.glob(SEGMENT_GLOB), key=lambda p: p.stat().st_mtime)
-        total = sum(p.stat().st_size for p in segments)
-        for path in segments:
-            if total <= self.max_bytes or path == keep:
-                break
-            total -= path.stat().st_size
-            path.unlink(missing_ok=True)
-            log.info("event log over %d bytes: deleted %s", self.max_bytes, path.name)
+        transport = RedisStreams(
+            settings.redis_url, settings.redis_stream_prefix, settings.redis_max_len
+        )
+    else:
+        from service.file_segments import FileSegments
+
+        transport = FileSegments(
+            settings.event_log_dir, settings.event_log_segment_bytes, settings.event_log_max_bytes
+        )
+    return EventLog(transport, settings.event_log_queue).start()

@@ -7,7 +7,7 @@ the service's own /metrics beside BentoML's.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 # Measured session.run times run from ~0.2 ms (batch 1, short) to ~1 s (batch 128 x 512).
 LATENCY_BUCKETS = (
@@ -81,12 +81,26 @@ event_log_events = Counter(
 )
 event_log_write_errors = Counter(
     name="shiftwatch_event_log_write_errors_total",
-    documentation="Events the log could not write, by reason (io_error, queue_full).",
+    documentation="Events the log could not write, by reason (io_error, transport_error, "
+    "queue_full, shutdown).",
     labelnames=["reason"],
 )
-# Both reasons exist at 0 from start-up, so a panel has data and an alert sees the first error.
-for _reason in ("io_error", "queue_full"):
+# Every reason exists at 0 from start-up, so a panel has data and an alert sees the first error.
+for _reason in ("io_error", "transport_error", "queue_full", "shutdown"):
     event_log_write_errors.labels(reason=_reason)
+# Gauges in BentoML's multiprocess mode: one value per live worker, combined as stated.
+event_log_queue = Gauge(
+    name="shiftwatch_event_log_queue_events",
+    documentation="Events waiting for the event log's writer (all workers).",
+    multiprocess_mode="livesum",
+)
+event_transport_up = Gauge(
+    name="shiftwatch_event_transport_up",
+    documentation="1 while the event transport is reachable, 0 while events are buffered "
+    "(the lowest of the workers).",
+    labelnames=["backend"],
+    multiprocess_mode="livemin",
+)
 feedback_labels = Counter(
     name="shiftwatch_feedback_labels_total",
     documentation="Labels received on /feedback: accepted (first for the request) or duplicate.",

@@ -21,7 +21,7 @@ from pydantic_core import PydanticCustomError, ValidationError
 from starlette.responses import JSONResponse
 
 from service import metrics
-from service.event_log import EventLog
+from service.event_log import open_event_log
 from service.limits import RequestLimits
 from service.predictor import Predictor, StartupError
 from service.rejections import reject
@@ -118,16 +118,7 @@ class Shiftwatch:
         self.predictor.warm_up()
         # A label must be one that some loaded model can predict.
         self.labels = set().union(*(m.labels for m in self.predictor.models.values()))
-        self.event_log = (
-            EventLog(
-                SETTINGS.event_log_dir,
-                SETTINGS.event_log_segment_bytes,
-                SETTINGS.event_log_max_bytes,
-                SETTINGS.event_log_queue,
-            ).start()
-            if SETTINGS.event_log_enabled
-            else None
-        )
+        self.event_log = open_event_log(SETTINGS)
         self.labelled: OrderedDict[str, None] = OrderedDict()  # recent request ids with a label
         self._drain_on_sigterm()
         self.ready = True

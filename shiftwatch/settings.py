@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -65,12 +65,21 @@ class ServiceSettings(BaseSettings):
     prefer_gpu: bool = True  # CUDA provider when onnxruntime-gpu and a GPU are present
 
     event_log_enabled: bool = True
+    # Where events go: `file`, JSON-lines segments in event_log_dir (one machine); `redis`,
+    # Redis Streams (a fleet of replicas and one monitor per model shard; deploy/README.md).
+    event_transport: Literal["file", "redis"] = "file"
     event_log_dir: Path = Path("artifacts/events")
     event_log_segment_bytes: int = Field(16 * 2**20, ge=4096)  # roll to a new file past this
     event_log_max_bytes: int = Field(256 * 2**20, ge=8192)  # delete oldest files past this total
     event_log_queue: int = Field(
         10_000, ge=1
     )  # events waiting for the writer; beyond: dropped, counted
+    # Redis Streams: `<prefix>:predictions:<answering model>` and `<prefix>:labels`, each
+    # trimmed to about redis_max_len entries (XADD MAXLEN ~): a monitor further behind than
+    # that loses the oldest entries (its lag alert fires long before).
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_stream_prefix: str = Field("shiftwatch", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    redis_max_len: int = Field(200_000, ge=1000)
     feedback_dedup_window: int = Field(100_000, ge=1)  # request ids remembered to count duplicates
 
     feedback_token: SecretStr | None = (

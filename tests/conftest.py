@@ -135,3 +135,13 @@ def live_server(tiny_store: dict, tmp_path_factory: pytest.TempPathFactory):
         yield {"url": url, "events": events, "store": tiny_store, "log": work / "serve.log"}
     finally:
         stop_server(process)
+
+
+@pytest.fixture
+def redis_server(tmp_path_factory: pytest.TempPathFactory):
+    """A fresh real redis-server for one test (tests/redis_server.py)."""
+    from tests.redis_server import RedisServer
+
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()

@@ -16,7 +16,7 @@ import yaml
 
 from monitoring.settings import MonitorSettings
 from shiftwatch.settings import ServiceSettings
-from tests.deploy.tools import DEPLOY
+from tests.deploy.tools import DEPLOY, setting_names
 
 COMPOSE = DEPLOY / "docker-compose.yml"
 EVENTS = "/var/lib/shiftwatch/events"
@@ -30,10 +30,6 @@ def compose() -> dict:
 def compose_schema() -> dict:
     vendored = files("check_jsonschema.builtin_schemas.vendor") / "compose-spec.json"
     return json.loads(vendored.read_text())
-
-
-def settings_fields(settings: type, prefix: str) -> set[str]:
-    return {prefix + name.upper() for name in settings.model_fields}
 
 
 def test_compose_file_is_valid_against_the_compose_spec(compose: dict) -> None:
@@ -63,8 +59,8 @@ def test_environment_names_are_real_settings(compose: dict) -> None:
     services = compose["services"]
     service_env = set(services["service"]["environment"]) - {"BENTOML_HOME"}
     monitor_env = set(services["monitor"]["environment"]) - {"BENTOML_HOME"}
-    assert service_env <= settings_fields(ServiceSettings, "SHIFTWATCH_")
-    assert monitor_env <= settings_fields(MonitorSettings, "SHIFTWATCH_MONITOR_")
+    assert service_env <= setting_names(ServiceSettings, "SHIFTWATCH_")
+    assert monitor_env <= setting_names(MonitorSettings, "SHIFTWATCH_MONITOR_")
     assert services["monitor"]["environment"]["SHIFTWATCH_MONITOR_HOST"] == "0.0.0.0"
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 import yaml
 
 from tests.deploy.dashboards import ALERTS, exported_metrics, recording_rules, unknown_metrics
 from tests.deploy.tools import DEPLOY, require_tool, run_tool
 
 CONFIG = DEPLOY / "prometheus" / "prometheus.yml"
+FLEET_CONFIG = DEPLOY / "prometheus" / "prometheus.fleet.yml"  # docker-compose.fleet.yml's
 RULE_TESTS = sorted((DEPLOY / "prometheus" / "tests").glob("*.yml"))
 
 
@@ -16,8 +18,9 @@ def alerts() -> dict[str, dict]:
     return {rule["alert"]: rule for group in groups for rule in group["rules"] if "alert" in rule}
 
 
-def test_promtool_check_config_accepts_the_compose_config_and_its_rules() -> None:
-    result = run_tool([require_tool("promtool"), "check", "config", str(CONFIG)])
+@pytest.mark.parametrize("config", [CONFIG, FLEET_CONFIG], ids=lambda p: p.name)
+def test_promtool_check_config_accepts_the_compose_configs_and_their_rules(config) -> None:
+    result = run_tool([require_tool("promtool"), "check", "config", str(config)])
     assert result.returncode == 0, result.stdout + result.stderr
     assert "alerts.yml" in result.stdout  # the rule file was found and checked too
 
@@ -62,6 +65,11 @@ def test_alerts_cover_the_issue_and_carry_severity_and_summary() -> None:
         "ShiftwatchEventLogWriteErrors",
         "ShiftwatchServerErrorRate",
         "ShiftwatchHighP99Latency",
+        # fleet mode (Redis Streams)
+        "ShiftwatchEventTransportDown",
+        "ShiftwatchMonitorConsumerLag",
+        "ShiftwatchMonitorConsumerStalled",
+        "ShiftwatchMonitorTransportErrors",
     ):
         assert name in rules, name
     for name, rule in rules.items():

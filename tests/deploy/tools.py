@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from monitoring.settings import MonitorSettings
 from shiftwatch.replay.stack import start_monitor as stack_start_monitor
 from shiftwatch.replay.stack import wait_ready
+from shiftwatch.settings import ServiceSettings
 from tests.servers import ROOT, TINY_NAMES
 
 DEPLOY = ROOT / "deploy"
@@ -25,10 +27,35 @@ def require_tool(name: str) -> str:
     path = shutil.which(name)
     if path is not None:
         return path
-    message = f"{name} not found on PATH: run `make prometheus` (Debian's prometheus package)"
+    message = f"{name} not found on PATH: run `make servers` (Debian's packages)"
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)
+
+
+def optional_tool(name: str) -> str:
+    """The path of `name`, a tool `make test` does not install: skipped where it is missing."""
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"{name} not found on PATH")
+    return path
+
+
+def setting_names(settings: type, prefix: str) -> set[str]:
+    """The environment variables a settings class reads."""
+    return {prefix + name.upper() for name in settings.model_fields}
+
+
+def settings_in(
+    environment: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> tuple[ServiceSettings, MonitorSettings]:
+    """The service's and the monitor's settings in a container with this environment (this
+    process's own SHIFTWATCH_ variables removed)."""
+    for name in [n for n in os.environ if n.startswith("SHIFTWATCH_")]:
+        monkeypatch.delenv(name)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    return ServiceSettings(), MonitorSettings()
 
 
 def run_tool(args: list[str], timeout: float = 60) -> subprocess.CompletedProcess:

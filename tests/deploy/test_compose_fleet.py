@@ -1,0 +1,174 @@
+"""deploy/docker-compose.fleet.yml: the compose schema as in test_compose.py, then what makes it a
+fleet: Redis persisted, replicas that `--scale` can multiply, one monitor on the same transport
+settings as the service, a balancer and a Prometheus that find every replica."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from urllib.parse import urlsplit
+
+import jsonschema
+import pytest
+import yaml
+
+from monitoring.settings import MonitorSettings
+from shiftwatch.settings import ServiceSettings
+from tests.deploy.test_compose import compose_schema
+from tests.deploy.tools import DEPLOY, setting_names, settings_in
+
+FLEET = DEPLOY / "docker-compose.fleet.yml"
+SINGLE = DEPLOY / "docker-compose.yml"
+HAPROXY = DEPLOY / "haproxy" / "haproxy.cfg"
+PROMETHEUS = DEPLOY / "prometheus" / "prometheus.fleet.yml"
+STATE_DIR = "/var/lib/shiftwatch/monitor"
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load(FLEET.read_text())
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict) -> dict[str, dict]:
+    return compose["services"]
+
+
+def test_fleet_compose_file_is_valid_against_the_compose_spec(compose: dict) -> None:
+    validator = jsonschema.Draft202012Validator(
+        compose_schema(), format_checker=jsonschema.FormatChecker()
+    )
+    assert [f"{list(e.path)}: {e.message}" for e in validator.iter_errors(compose)] == []
+
+
+def test_redis_keeps_an_append_only_file_on_a_named_volume(compose: dict, services: dict) -> None:
+    redis = services["redis"]
+    assert redis["image"].startswith("redis:7")
+    command = redis["command"]
+    assert command[0] == "redis-server"
+    assert command[command.index("--appendonly") + 1] == "yes"
+    assert command[command.index("--maxmemory-policy") + 1] == "noeviction"
+    (volume,) = redis["volumes"]
+    name, path = volume.split(":")
+    assert path == "/data" and name in compose["volumes"]  # the image's working dir
+    check = " ".join(redis["healthcheck"]["test"])
+    assert "redis-cli ping" in check and "PONG" in check  # redis-cli exits 0 on errors
+    for name in ("service", "monitor"):
+        assert services[name]["depends_on"]["redis"] == {"condition": "service_healthy"}, name
+
+
+def test_service_replicas_can_be_scaled(services: dict) -> None:
+    service = services["service"]
+    # a container name or a host port would exist once: `--scale service=3` would fail
+    assert "container_name" not in service and "ports" not in service
+    published = [p for spec in services.values() for p in spec.get("ports", [])]
+    assert all(p.startswith("127.0.0.1:") for p in published), published
+    assert len(published) == len(set(published))
+
+
+def test_balancer_is_the_one_address_and_finds_every_ready_replica(services: dict) -> None:
+    lb = services["lb"]
+    assert lb["ports"] == ["127.0.0.1:3000:3000"]
+    mount = "./haproxy/haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro"
+    assert lb["volumes"] == [mount]
+    config = HAPROXY.read_text()
+    assert re.search(r"^\s*bind :3000$", config, re.M)
+    # every replica: the compose service name, resolved by Docker's DNS again and again
+    template = re.search(r"^\s*server-template \S+ (\d+) (\S+)$", config, re.M)
+    assert template and template.group(2) == "service:3000" and int(template.group(1)) >= 3
+    assert re.search(r"^\s*nameserver \S+ 127\.0\.0\.11:53$", config, re.M)
+    assert re.search(r"^\s*default-server .*\bresolvers docker\b.*\bcheck\b", config, re.M)
+    # ready replicas only, as the service's own health check (/readyz) says
+    assert "option httpchk GET /readyz" in config
+    assert "/readyz" in " ".join(services["service"]["healthcheck"]["test"])
+    monitor_uri = re.search(r"^\s*monitor-uri (\S+)$", config, re.M).group(1)
+    assert f"http://127.0.0.1:3000{monitor_uri}" in lb["healthcheck"]["test"]
+    assert lb["depends_on"]["service"] == {"condition": "service_healthy"}
+
+
+def test_service_and_monitor_read_the_same_transport_settings(
+    services: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service, monitor = services["service"]["environment"], services["monitor"]["environment"]
+    for name in ("SHIFTWATCH_EVENT_TRANSPORT", "SHIFTWATCH_REDIS_URL"):
+        assert service[name] == monitor[name], name
+    assert set(service) - {"BENTOML_HOME"} <= setting_names(ServiceSettings, "SHIFTWATCH_")
+    assert set(monitor) - {"BENTOML_HOME"} <= setting_names(
+        MonitorSettings, "SHIFTWATCH_MONITOR_"
+    ) | setting_names(ServiceSettings, "SHIFTWATCH_")
+    service_settings, _ = settings_in(service, monkeypatch)
+    _, monitor_settings = settings_in(monitor, monkeypatch)
+    assert service_settings.event_transport == monitor_settings.event_transport == "redis"
+    assert service_settings.redis_url == monitor_settings.redis_url
+    assert service_settings.redis_stream_prefix == monitor_settings.redis_stream_prefix
+    url = urlsplit(monitor_settings.redis_url)
+    assert (url.hostname, url.port) == ("redis", 6379)  # the compose service
+
+
+def test_one_monitor_keeps_its_state_on_a_named_volume(compose: dict, services: dict) -> None:
+    monitor = services["monitor"]
+    assert "deploy" not in monitor or monitor["deploy"].get("replicas", 1) == 1
+    state = monitor["environment"]["SHIFTWATCH_MONITOR_STATE_PATH"]
+    assert state.rsplit("/", 1)[0] == STATE_DIR
+    volumes = dict(v.split(":") for v in monitor["volumes"])
+    assert {path: name for name, path in volumes.items()}[STATE_DIR] in compose["volumes"]
+    # that volume is made the Bento user's first
+    init = services["volume-init"]
+    assert init["entrypoint"] == ["chown", "-R", "1034:1034", STATE_DIR]
+    assert init["volumes"] == monitor["volumes"]
+    assert monitor["depends_on"]["volume-init"] == {"condition": "service_completed_successfully"}
+    assert monitor["environment"]["SHIFTWATCH_MONITOR_HOST"] == "0.0.0.0"
+
+
+def test_security_posture(services: dict) -> None:
+    for name, spec in services.items():
+        if name in ("volume-init", "prometheus", "grafana"):
+            continue
+        assert spec["read_only"] is True, name
+        assert "privileged" not in spec, name
+    for name in ("service", "monitor"):
+        environment = services[name]["environment"]
+        assert environment["BENTOML_HOME"] in services[name]["tmpfs"], name
+        assert "/tmp" in services[name]["tmpfs"], name
+    for name in ("redis", "lb"):
+        assert services[name]["cap_drop"] == ["ALL"], name
+        assert services[name]["security_opt"] == ["no-new-privileges:true"], name
+    assert services["redis"]["user"] == "999:1000"  # the image's redis user, not root
+
+
+def test_shiftwatch_containers_are_the_single_machine_ones(services: dict) -> None:
+    single = yaml.safe_load(SINGLE.read_text())["services"]
+    for name in ("service", "monitor"):
+        for field in ("image", "healthcheck", "read_only", "tmpfs"):
+            assert services[name][field] == single[name][field], (name, field)
+    for field in ("entrypoint", "working_dir", "ports"):
+        assert services["monitor"][field] == single["monitor"][field], field
+    assert shlex.split(services["monitor"]["entrypoint"][2])[-4:] == [
+        "python",
+        "-m",
+        "shiftwatch",
+        "monitor",
+    ]
+    assert services["service"]["stop_grace_period"] == single["service"]["stop_grace_period"]
+    assert services["grafana"] == single["grafana"]
+    prometheus = {k: v for k, v in services["prometheus"].items() if k != "command"}
+    assert prometheus == {k: v for k, v in single["prometheus"].items() if k != "command"}
+
+
+def test_prometheus_scrapes_every_replica_and_the_monitor(services: dict) -> None:
+    command = services["prometheus"]["command"]
+    assert "--config.file=/etc/prometheus/prometheus.fleet.yml" in command
+    assert "./prometheus:/etc/prometheus:ro" in services["prometheus"]["volumes"]
+    config = yaml.safe_load(PROMETHEUS.read_text())
+    single = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    # the job names dashboards and alerts use
+    assert set(jobs) == {job["job_name"] for job in single["scrape_configs"]}
+    assert config["rule_files"] == single["rule_files"] == ["alerts.yml"]
+    (discovery,) = jobs["shiftwatch-service"]["dns_sd_configs"]
+    assert "static_configs" not in jobs["shiftwatch-service"]
+    # one A record per replica of the compose service, on the port the service listens on
+    assert discovery["names"] == ["service"] and discovery["type"] == "A"
+    assert f":{discovery['port']}/readyz" in " ".join(services["service"]["healthcheck"]["test"])
+    port = services["monitor"]["environment"]["SHIFTWATCH_MONITOR_PORT"]
+    assert jobs["shiftwatch-monitor"]["static_configs"] == [{"targets": [f"monitor:{port}"]}]
