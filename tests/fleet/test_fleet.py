@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from shiftwatch.data.synthetic import sample_scenario
+from shiftwatch.replay.redis_server import RedisServer
 from shiftwatch.replay.stack import LocalProcess, free_port, start_monitor, start_service
-from tests.redis_server import RedisServer
 from tests.servers import TINY_LIMITS, TINY_NAMES, monitor_env, wait_status
 
 pytestmark = pytest.mark.slow

@@ -10,8 +10,8 @@ from prometheus_client import REGISTRY
 from service.event_log import EventLog
 from service.redis_streams import RedisStreams
 from shiftwatch.events import LabelEvent, PredictionEvent
+from shiftwatch.replay.redis_server import RedisServer
 from shiftwatch.streams import EVENT_FIELD, label_stream, prediction_stream
-from tests.redis_server import RedisServer
 
 
 def sample(name: str, **labels: str) -> float:

@@ -1,4 +1,5 @@
-"""A real `redis-server` process for tests (Debian's package; `make redis` installs it)."""
+"""A local `redis-server` process (Debian's package; `make servers` installs it), for the
+fleet tests and benchmarks."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
 import redis
 
 from shiftwatch.replay.stack import free_port
@@ -19,8 +19,8 @@ class RedisServer:
 
     def __init__(self, directory: Path) -> None:
         binary = shutil.which("redis-server")
-        if binary is None:  # a failure, not a skip: these tests are the transport's proof
-            pytest.fail("redis-server is not installed (make redis)")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed: run `make servers`")
         self.binary = binary
         self.directory = directory
         self.port = free_port()
