@@ -129,21 +129,28 @@ clean:
 # `make bench` runs them all in one go (~55 min on 2 cores, most of it the paper-profile
 # reproductions on both datasets); run it on an otherwise idle machine. Extra flags through BENCH_ARGS, e.g.
 # `make bench-inference BENCH_ARGS="--quick --threads 4"`.
-.PHONY: bench bench-inference bench-service bench-monitor bench-reproduction bench-reproduction-docstrings
-bench: bench-inference bench-service bench-monitor bench-reproduction bench-reproduction-docstrings
+.PHONY: bench bench-inference bench-service bench-monitor bench-soak bench-reproduction bench-reproduction-docstrings
+bench: bench-inference bench-service bench-monitor bench-soak bench-reproduction bench-reproduction-docstrings
 
 # torch eager vs onnxruntime fp32 vs int8 on a batch x seq grid (~5 min on 2 cores).
 bench-inference: setup models
 	$(PY) -m benchmarks.bench_inference $(BENCH_ARGS)
 
-# HTTP /predict of four server configurations (default, batching off, event log off,
-# no shadows) vs session.run, each a `bentoml serve` on loopback (~2 min on 2 cores).
-bench-service: setup models
+# HTTP /predict of five server configurations (default, redis transport, batching off, event
+# log off, no shadows) vs session.run, each a `bentoml serve` on loopback, the redis transport's
+# against a redis-server the benchmark starts (~2 min on 2 cores).
+bench-service: setup models servers
 	$(PY) -m benchmarks.bench_service $(BENCH_ARGS)
 
-# Drift over a 10k-event window and ingest throughput (~1 min).
-bench-monitor: setup models
+# Drift over a 10k-event window; ingest from files and from Redis, the Redis writer and stream
+# memory (a redis-server it starts); also the generated section of docs/scaling.md (~30 s).
+bench-monitor: setup models servers
 	$(PY) -m benchmarks.bench_monitor
+
+# A simulated day at 50 requests/s (labels, two shadows) through a real monitor process: state
+# size and RSS per simulated hour, with the default bounds (~15 min on 2 cores).
+bench-soak: setup models
+	$(PY) -m benchmarks.bench_soak $(BENCH_ARGS)
 
 # `shiftwatch reproduce` timed per profile, into a scratch folder (docs/results.md untouched):
 # quick then paper by default; `BENCH_ARGS="--profile quick"` for the 5-minute one alone.

@@ -1,12 +1,16 @@
 """Service benchmark: HTTP /predict on real `bentoml serve` processes vs a bare session.run.
 
-One run, one machine, loopback only. Four server configurations run side by side, each
+One run, one machine, loopback only. Five server configurations run side by side, each
 its own `bentoml serve` process started and stopped here: the default deployment
-(adaptive batching, event log, shadow models), then each of those turned off alone.
+(adaptive batching, event log to file segments, shadow models), the same with the event
+log on the `redis` transport (a local redis-server started and stopped here), then each of
+batching, event log and shadows turned off alone.
 Every cell (configuration x concurrent clients) is split into interleaved rounds with
 the configurations' order rotating, and the primary model's bare `session.run` is
 timed in the same rounds as the one-client cells, so a change in machine load hits
-every configuration alike. The table goes to stdout and to this benchmark's section
+every configuration alike. What each event transport costs at one client (a few percent of
+p50, less than the rounds' drift) is measured apart: the default, redis-transport and
+event-log-off servers alternated in blocks of a few requests (`live_service.alternate`). The table goes to stdout and to this benchmark's section
 of docs/benchmarks.md. Batching numbers and threads come from the caller's SHIFTWATCH_*
 environment, e.g. `SHIFTWATCH_MAX_LATENCY_MS=1000 make bench-service`.
 
@@ -40,10 +44,13 @@ from benchmarks.live_service import (
     HOST,
     JSON,
     READY_TIMEOUT_S,
+    Alternation,
     Cell,
     Request,
     Server,
+    alternate,
     drive,
+    process_cpu_seconds,
     signals_deferred,
 )
 from benchmarks.report import (
@@ -56,12 +63,15 @@ from benchmarks.report import (
     write_section,
 )
 from benchmarks.timing import RepetitionBudget, Timing, time_calls
+from benchmarks.transport_cost import TransportCost, alternated_cost, rounds_cost
 from service.file_segments import SEGMENT_GLOB
 from shiftwatch.bundle import ModelBundle, read_bundle
 from shiftwatch.data import load_dataset
 from shiftwatch.encoding import pad_batch
 from shiftwatch.inference import OnnxClassifier, open_session
+from shiftwatch.replay.redis_server import RedisServer
 from shiftwatch.settings import ServiceSettings
+from shiftwatch.streams import label_stream, prediction_stream
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "bench_service"
@@ -70,7 +80,8 @@ REQUEST_SCALE = {1: 1, 8: 3, 32: 6}  # timed requests per cell, in multiples of 
 # DESIGN.md's service targets.
 OVERHEAD_MS = 2.0  # HTTP p50 - session.run p50, one client
 BATCHING_SPEEDUP = 1.2  # batched / unbatched throughput, 32 clients
-EVENT_LOG_PCT = 5.0  # % the event log may add to p50, one client
+EVENT_LOG_PCT = 5.0  # % either event transport may add to p50, one client
+STREAM_PREFIX = "bench"  # the redis transport's streams: bench:predictions:<primary>
 LIVEZ = Request("GET", "/livez")  # BentoML's HTTP path (middleware, routing) without an API
 console = Console(stderr=True)
 
@@ -84,11 +95,16 @@ class LoadBudget:
     seconds: float  # no new request starts in a cell once this much of its time is spent
     rounds: int  # each cell's requests and time are split over this many interleaved rounds
     raw: RepetitionBudget  # bare session.run, per round
+    # The event transports' cost, one client: blocks of this many timed requests to each of
+    # the three servers in turn (each block after one untimed request), this many cycles.
+    transport_block: int
+    transport_cycles: int
 
 
-# Full: 4 configurations x 3 levels x 12 s at most, ~3.5 minutes with start-up on 2 cores.
-FULL = LoadBudget(200, 400, 12.0, 3, RepetitionBudget(20, 20, 1000, 1.0))
-QUICK = LoadBudget(30, 60, 2.4, 2, RepetitionBudget(5, 5, 200, 0.2))  # ~40-60 s smoke run
+# Full: 5 configurations x 3 levels x 12 s at most, then 3 x 60 x 16 transport requests:
+# ~2.5 minutes with start-up on 2 cores.
+FULL = LoadBudget(200, 400, 12.0, 3, RepetitionBudget(20, 20, 1000, 1.0), 15, 60)
+QUICK = LoadBudget(30, 60, 2.4, 2, RepetitionBudget(5, 5, 200, 0.2), 10, 8)  # ~60 s smoke run
 
 
 @dataclass(frozen=True)
@@ -99,17 +115,25 @@ class ServerConfig:
     batching: bool
     event_log: bool
     shadows: bool
+    transport: str = "file"  # SHIFTWATCH_EVENT_TRANSPORT, when the event log is on
 
     @property
     def folder(self) -> str:
         return self.name.replace(" ", "_")
 
+    @property
+    def event_log_label(self) -> str:
+        return self.transport if self.event_log else "off"
+
 
 DEFAULT = ServerConfig("default", batching=True, event_log=True, shadows=True)
+REDIS = replace(DEFAULT, name="redis transport", transport="redis")
 UNBATCHED = ServerConfig("batching off", batching=False, event_log=True, shadows=True)
 NO_EVENT_LOG = ServerConfig("event log off", batching=True, event_log=False, shadows=True)
 NO_SHADOWS = ServerConfig("no shadows", batching=True, event_log=True, shadows=False)
-CONFIGS = (DEFAULT, UNBATCHED, NO_EVENT_LOG, NO_SHADOWS)
+CONFIGS = (DEFAULT, REDIS, UNBATCHED, NO_EVENT_LOG, NO_SHADOWS)
+TRANSPORTS = (DEFAULT, REDIS)  # each measured against NO_EVENT_LOG
+TRANSPORT_SERVERS = (*TRANSPORTS, NO_EVENT_LOG)  # in `alternate`'s order
 DEFAULT_SHADOWS: list[str] = ServiceSettings.model_fields["shadow_models"].default_factory()
 
 
@@ -135,7 +159,7 @@ def request_sequence(seq_len: int) -> tuple[list[str], str, int]:
 
 
 def server_env(
-    config: ServerConfig, settings: ServiceSettings, max_tokens: int, events: Path
+    config: ServerConfig, settings: ServiceSettings, max_tokens: int, events: Path, redis_url: str
 ) -> dict[str, str]:
     """Every setting the numbers depend on, explicit, so no two servers differ by accident."""
     flag = {True: "true", False: "false"}
@@ -147,7 +171,11 @@ def server_env(
         "SHIFTWATCH_SHADOW_MODELS": ",".join(DEFAULT_SHADOWS) if config.shadows else "",
         "SHIFTWATCH_BATCHING": flag[config.batching],
         "SHIFTWATCH_EVENT_LOG_ENABLED": flag[config.event_log],
+        "SHIFTWATCH_EVENT_TRANSPORT": config.transport,
         "SHIFTWATCH_EVENT_LOG_DIR": str(events),
+        "SHIFTWATCH_REDIS_URL": redis_url,
+        "SHIFTWATCH_REDIS_STREAM_PREFIX": STREAM_PREFIX,
+        "SHIFTWATCH_REDIS_MAX_LEN": str(settings.redis_max_len),
         "SHIFTWATCH_MAX_TOKENS": str(max_tokens),
         "SHIFTWATCH_MAX_BATCH_SIZE": str(settings.max_batch_size),
         "SHIFTWATCH_MAX_LATENCY_MS": str(settings.max_latency_ms),
@@ -170,31 +198,45 @@ def warm_up(server: Server, body: bytes, primary: str, requests: int) -> None:
 
 def measure(
     servers: dict[str, Server], body: bytes, budget: LoadBudget, session_run: Callable[[], object]
-) -> tuple[dict[tuple[str, int], Cell], Timing, Cell]:
+) -> tuple[dict[tuple[str, int], Cell], Timing, Cell, Alternation]:
     """Every cell in interleaved rounds; in the one-client rounds also the bare session.run
-    and GET /livez on the no-shadows server (BentoML's HTTP path without an API call)."""
+    and GET /livez on the no-shadows server (BentoML's HTTP path without an API call); after
+    them the event transports' servers alternated in short blocks, one client."""
     cells = {(c.name, clients): Cell() for c in CONFIGS for clients in CLIENTS}
     raw: list[float] = []
     livez, predict = Cell(), Request("POST", "/predict", body)
     for clients in CLIENTS:
         requests = math.ceil(budget.requests * REQUEST_SCALE[clients] / budget.rounds)
+        seconds = budget.seconds / budget.rounds
         for r in range(budget.rounds):
             if clients == 1:
                 raw += time_calls(session_run, budget.raw).samples_ms
-                livez.measure(
-                    servers[NO_SHADOWS.name], LIVEZ, 1, requests, budget.seconds / budget.rounds
-                )
+                livez.measure(servers[NO_SHADOWS.name], LIVEZ, 1, requests, seconds)
             for config in CONFIGS[r % len(CONFIGS) :] + CONFIGS[: r % len(CONFIGS)]:
                 cell = cells[config.name, clients]
-                cell.measure(
-                    servers[config.name], predict, clients, requests, budget.seconds / budget.rounds
-                )
+                cell.measure(servers[config.name], predict, clients, requests, seconds)
             p50s = ", ".join(
                 f"{c.name} {p[-1]:.2f}" if (p := cells[c.name, clients].round_p50_ms) else "-"
                 for c in CONFIGS
             )
             console.print(f"{clients:>2} clients, round {r + 1}/{budget.rounds}: p50 ms {p50s}")
-    return cells, Timing(tuple(raw)), livez
+        if clients == 1:  # before any more clients: BentoML's batching adapts to the load
+            transports = alternate_transports(servers, predict, budget)
+    return cells, Timing(tuple(raw)), livez, transports
+
+
+def alternate_transports(
+    servers: dict[str, Server], predict: Request, budget: LoadBudget
+) -> Alternation:
+    """One client, the event transports' servers alternated in blocks (`alternate`)."""
+    ports = [servers[c.name].port for c in TRANSPORT_SERVERS]
+    transports = alternate(ports, predict, budget.transport_block, budget.transport_cycles)
+    p50s = ", ".join(
+        f"{c.name} {Timing(tuple(ms)).median_ms:.2f}" if (ms := transports.latencies_ms(k)) else "-"
+        for k, c in enumerate(TRANSPORT_SERVERS)
+    )
+    console.print(f" 1 client, transports alternated: p50 ms {p50s}")
+    return transports
 
 
 @dataclass(frozen=True)
@@ -212,8 +254,10 @@ class Run:
     raw: Timing  # bare session.run of the primary, batch 1
     livez: Cell  # GET /livez, one client, on the no-shadows server
     cells: dict[tuple[str, int], Cell]
+    transports: Alternation  # TRANSPORT_SERVERS alternated in blocks, one client
     servers: dict[str, dict]  # configuration -> what its server did (see `server_rows`)
-    other_load_cores: float | None  # used by everything but this process and its servers
+    redis: dict  # the redis transport's server: version, streams' lengths, CPU while measured
+    other_load_cores: float | None  # used by all but this process, its servers and redis-server
     wall_s: float
 
 
@@ -250,13 +294,16 @@ def target_rows(run: Run) -> list[list[str]]:
         rows.append([target, measured + ")", verdict(speedup, BATCHING_SPEEDUP, False, "x")])
     else:
         rows.append([target, "no unbatched answers", "-"])
-    target = f"event log adds <= {EVENT_LOG_PCT:g}% to p50 (1 client)"
-    if (on := p50.get((DEFAULT.name, 1))) and (off := p50.get((NO_EVENT_LOG.name, 1))):
-        added = 100 * (on / off - 1)
-        measured = f"{added:+.1f}% ({on:.2f} vs {off:.2f} ms)"
-        rows.append([target, measured, verdict(added, EVENT_LOG_PCT, True, " points")])
-    else:
-        rows.append([target, "no answers", "-"])
+    for config in TRANSPORTS:
+        target = f"{config.transport} transport adds <= {EVENT_LOG_PCT:g}% to p50 (1 client)"
+        if (cost := transport_cost(run, config, 1)) is None:
+            rows.append([target, "no answers", "-"])
+            continue
+        measured = (
+            f"{cost.ratio:.3f}x ({cost.added_pct:+.1f}%: {cost.p50_on_ms:.2f} vs "
+            f"{cost.p50_off_ms:.2f} ms, event log off; {cost.noise}; alternated blocks)"
+        )
+        rows.append([target, measured, verdict(cost.added_pct, EVENT_LOG_PCT, True, " points")])
     for clients in (1, 32):
         target = f"what shadows cost ({clients} client{'s' * (clients > 1)})"
         if (on := p50.get((DEFAULT.name, clients))) and (
@@ -273,6 +320,69 @@ def target_rows(run: Run) -> list[list[str]]:
             rows.append([target, measured, "no target"])
         else:
             rows.append([target, "no answers", "-"])
+    return rows
+
+
+def transport_cost(run: Run, config: ServerConfig, clients: int) -> TransportCost | None:
+    """`config`'s event transport against the event log off: one client from the alternated
+    blocks (the target's measure), more from the grid's cells."""
+    if clients == 1:
+        blocks = run.transports.blocks_ms
+        on, off = (blocks[TRANSPORT_SERVERS.index(c)] for c in (config, NO_EVENT_LOG))
+        return alternated_cost(on, off)
+    return rounds_cost(run.cells[config.name, clients], run.cells[NO_EVENT_LOG.name, clients])
+
+
+def transport_rows(run: Run) -> list[list[object]]:
+    """Each event transport next to the event log off: p50 and what the transport costs.
+    One client: the alternated blocks (the target's measure); 32 clients: the grid's cells."""
+    b = run.budget
+    rows = []
+    for k, config in enumerate(TRANSPORT_SERVERS):
+        ms = run.transports.latencies_ms(k)
+        t = Timing(tuple(ms)) if ms else None
+        failed = sum(n for o, n in run.transports.outcomes[k].items() if o != "200")
+        cost = transport_cost(run, config, 1) if config.event_log else None
+        rows.append(
+            [
+                config.name,
+                config.event_log_label,
+                1,
+                f"alternated blocks, {b.transport_cycles} x {b.transport_block}",
+                len(ms),
+                failed,
+            ]
+            + ([f"{t.median_ms:.3f}", f"{t.p99_ms:.3f}"] if t else ["-", "-"])
+            + (
+                [
+                    f"{cost.ratio:.3f}x ({cost.added_pct:+.1f}%)",
+                    cost.noise,
+                    verdict(cost.added_pct, EVENT_LOG_PCT, True, " points"),
+                ]
+                if cost
+                else ["-"] * 3
+            )
+        )
+    for config in TRANSPORT_SERVERS:
+        cell = run.cells[config.name, 32]
+        t = cell.timing
+        cost = transport_cost(run, config, 32) if config.event_log else None
+        rows.append(
+            [
+                config.name,
+                config.event_log_label,
+                32,
+                f"the grid's {b.rounds} rounds",
+                len(cell.latencies_ms),
+                cell.failures,
+            ]
+            + ([f"{t.median_ms:.3f}", f"{t.p99_ms:.3f}"] if t else ["-", "-"])
+            + (
+                [f"{cost.ratio:.3f}x ({cost.added_pct:+.1f}%)", cost.noise, "no target"]
+                if cost
+                else ["-"] * 3
+            )
+        )
     return rows
 
 
@@ -312,7 +422,7 @@ def server_rows(run: Run) -> list[list[object]]:
         if s["stray_killed"]:
             stopped += f" ({s['stray_killed']} leftover processes killed)"
         rows.append(
-            [c.name, *("on" if on else "off" for on in (c.batching, c.event_log))]
+            [c.name, "on" if c.batching else "off", c.event_log_label]
             + [", ".join(DEFAULT_SHADOWS) if c.shadows else "none", f"{s['served']:,.0f}"]
             + [f"{s['events']:,}" if c.event_log else "-", f"{s['write_errors']:.0f}"]
             + [logged, stopped]
@@ -335,7 +445,8 @@ def render(run: Run) -> str:
     profile = "quick (smoke run: few requests, not for the record)" if run.quick else "full"
     load = "unknown (no /proc/stat)"
     if run.other_load_cores is not None:
-        load = f"processes other than this one and its servers used {run.other_load_cores:.2f} "
+        load = "processes other than this one, its servers and redis-server used "
+        load += f"{run.other_load_cores:.2f} "
         load += "cores on average"
         if run.other_load_cores > BUSY_CORES:
             load += " -- **the machine was busy: numbers are not representative**; rerun idle"
@@ -352,6 +463,12 @@ def render(run: Run) -> str:
         "configuration, clients, answered 200, not 200, p50 ms, p99 ms, req/s, mean batch, "
         "p50 by round ms, server cores, client cores"
     ).split(", ")
+    transport_headers = (
+        "configuration, event log, clients, measured in, answered 200, not 200, p50 ms, p99 ms, "
+        "p50 / p50 with event log off, noise, status"
+    ).split(", ")
+    redis = run.redis
+    streams = "; ".join(f"{name} XLEN {n:,}" for name, n in redis["streams"].items())
     lines = [
         "## Service: HTTP /predict vs session.run",
         "",
@@ -375,6 +492,12 @@ def render(run: Run) -> str:
         "answered; latency is measured by the client, so it includes the client's own time "
         "(client cores below; httpx's AsyncClient cost 1.4 ms of CPU per request here, this "
         "client 0.2 ms)",
+        f"- Redis (the `redis transport` server's event log): redis-server {redis['version']} "
+        f"on {HOST}, started and stopped by this run, append-only file (fsync every second, as "
+        f"deployed), streams `{STREAM_PREFIX}:*` trimmed at MAXLEN ~{s.redis_max_len:,}; "
+        f"during the timed rounds it used {redis['cpu_s']:.2f} CPU s in "
+        f"{redis['measured_s']:.0f} s ({redis['cpu_s'] / redis['measured_s']:.3f} cores), "
+        "on the same 2 cores as the servers and the client",
         f"- Per cell: {b.warmup_requests} untimed requests per server first; then up to "
         + "/".join(str(b.requests * REQUEST_SCALE[c]) for c in CLIENTS)
         + f" timed requests (1/8/32 clients) or {b.seconds:g} s, split over {b.rounds} "
@@ -383,11 +506,33 @@ def render(run: Run) -> str:
         "",
         markdown_table(server_headers, server_rows(run)),
         "",
+        "events written: prediction and label lines in the file segments (file), entries in the streams after the "
+        f"server stopped (redis: {streams}). event-log write errors: the server's "
+        "`shiftwatch_event_log_write_errors_total`, all reasons. instances served include "
+        "the alternated one-client requests (Event transports, below) of the three servers "
+        "that take part.",
+        "",
         markdown_table(grid_headers, grid_rows(run)),
         "",
         "req/s: answers with status 200 per second. mean batch: instances per call of the "
         "service's predict function (BentoML's adaptive batches). server / client cores: CPU "
-        "used by the server's processes / by this process, over the cell's wall time.",
+        "used by the server's processes / by this process, over the cell's wall time "
+        "(redis-server's CPU is not in the redis transport's server cores).",
+        "",
+        "### Event transports",
+        "",
+        "The default deployment with each event transport, and with the event log off; same "
+        "shadows and batching. A ratio above 1 is what the transport costs. At one client "
+        "(the target) the three servers are alternated in short blocks: "
+        f"{b.transport_cycles} cycles, each giving every server in turn (order rotating) one "
+        f"untimed request and then {b.transport_block} timed ones back to back, so a drift in "
+        "the machine's speed lands on all three within a fraction of a second; the grid's "
+        "rounds, seconds long, drift by more than the 5% to be resolved (its one-client p50s "
+        "above). The interval resamples the cycles: it covers this run's noise, not what "
+        "differs between server processes started anew, which only a rerun shows. At 32 "
+        "clients: the grid's cells.",
+        "",
+        markdown_table(transport_headers, transport_rows(run)),
         "",
         "### Targets",
         "",
@@ -410,29 +555,41 @@ def serve_and_measure(
     body: bytes,
     budget: LoadBudget,
     session_run: Callable[[], object],
-) -> tuple[dict[tuple[str, int], Cell], Timing, Cell, dict[str, dict], float | None]:
-    """Start every configuration's server, measure, and stop them all whatever happens.
+) -> tuple[
+    dict[tuple[str, int], Cell], Timing, Cell, Alternation, dict[str, dict], dict, float | None
+]:
+    """Start redis-server and every configuration's server, measure, and stop them all
+    whatever happens (the servers first, so the redis transport's queue is written).
 
     Args:
-        work: a scratch folder for the servers' homes, logs and event logs.
+        work: a scratch folder for the servers' homes, logs and event logs, and Redis's data.
         models: the model store's folder, linked into each server's home.
     """
     servers: dict[str, Server] = {}
     facts: dict[str, dict] = {c.name: {} for c in CONFIGS}
+    redis_server = RedisServer(work / "redis")
+    redis: dict = {"version": "?", "streams": {}, "cpu_s": math.nan, "measured_s": math.nan}
     try:
+        with signals_deferred():
+            redis_server.start()
+        redis_pid = redis_server.process.pid
         for config in CONFIGS:
-            env = server_env(config, settings, max_tokens, work / config.folder / "events")
+            events = work / config.folder / "events"
+            env = server_env(config, settings, max_tokens, events, redis_server.url)
             with signals_deferred():
                 servers[config.name] = Server.start(config.name, env, work / config.folder, models)
-        console.print(f"started {len(servers)} servers on {HOST}; waiting for /readyz")
+        console.print(f"started {len(servers)} servers and redis-server on {HOST}; waiting")
         deadline = time.monotonic() + READY_TIMEOUT_S
         for server in servers.values():
             server.wait_ready(deadline)
             warm_up(server, body, settings.primary_name, budget.warmup_requests)
-        started, servers_cpu = CpuSnapshot.now(), sum(s.cpu_seconds() for s in servers.values())
-        cells, raw, livez = measure(servers, body, budget, session_run)
+        started, redis_cpu = CpuSnapshot.now(), process_cpu_seconds(redis_pid)
+        servers_cpu = sum(s.cpu_seconds() for s in servers.values())
+        cells, raw, livez, transports = measure(servers, body, budget, session_run)
         servers_cpu = sum(s.cpu_seconds() for s in servers.values()) - servers_cpu
-        load = other_load(started, CpuSnapshot.now(), servers_cpu)
+        redis["cpu_s"], ended = process_cpu_seconds(redis_pid) - redis_cpu, CpuSnapshot.now()
+        redis["measured_s"] = ended.wall_s - started.wall_s
+        load = other_load(started, ended, servers_cpu + redis["cpu_s"])
         for name, server in servers.items():
             facts[name]["served"] = server.metric(f"{BATCH_SIZE}_sum")
             facts[name]["write_errors"] = server.metric("shiftwatch_event_log_write_errors_total")
@@ -441,13 +598,47 @@ def serve_and_measure(
             for name, server in servers.items():
                 facts[name]["port_freed"] = server.stop()
                 facts[name]["stray_killed"] = server.stray_killed
+            try:
+                if redis_server.process is not None and redis_server.process.poll() is None:
+                    redis.update(redis_facts(redis_server, settings.primary_name))
+            finally:
+                redis_server.stop()
     for config in CONFIGS:
-        segments = (work / config.folder / "events").glob(SEGMENT_GLOB)
-        facts[config.name]["events"] = sum(len(p.read_text().splitlines()) for p in segments)
+        if config.transport == "redis":
+            facts[config.name]["events"] = sum(redis["streams"].values())  # XLEN
+        else:
+            facts[config.name]["events"] = logged_events(work / config.folder / "events")
         facts[config.name]["log_errors"] = errors = servers[config.name].log_errors()
         if errors:
             console.print(f"[yellow]server '{config.name}' logged {errors.total()} errors[/]")
-    return cells, raw, livez, facts, load
+        if config.event_log and not facts[config.name]["events"]:
+            console.print(f"[red]server '{config.name}' wrote no events[/]")
+    return cells, raw, livez, transports, facts, redis, load
+
+
+def logged_events(directory: Path) -> int:
+    """Prediction and label lines in a file transport's segments (not its bookkeeping lines)."""
+    events = 0
+    for path in directory.glob(SEGMENT_GLOB):
+        for line in path.read_text().splitlines():
+            try:
+                events += json.loads(line).get("type") in ("prediction", "label")
+            except ValueError:
+                continue  # an unfinished last line
+    return events
+
+
+def redis_facts(server: RedisServer, primary: str) -> dict:
+    """The redis transport's server after the servers stopped: version, each stream's length."""
+    client = server.client()
+    try:
+        names = (prediction_stream(STREAM_PREFIX, primary), label_stream(STREAM_PREFIX))
+        return {
+            "version": client.info("server")["redis_version"],
+            "streams": {name: int(client.xlen(name)) for name in names},
+        }
+    finally:
+        client.close()
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
@@ -467,7 +658,7 @@ def main(
     seq_len: Annotated[int, typer.Option(min=1, help="Tokens in the request's sequence.")] = 32,
     out: Annotated[Path, typer.Option(help="Report file.")] = ROOT / "docs" / "benchmarks.md",
 ) -> None:
-    """Time HTTP /predict on four server configurations against session.run; write the report."""
+    """Time HTTP /predict on five server configurations against session.run; write the report."""
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     wall_started = time.perf_counter()
     budget = QUICK if quick else FULL
@@ -490,7 +681,7 @@ def main(
     classifier = OnnxClassifier(session, primary.meta.max_positions)
     ids, mask = pad_batch(primary.tokenizer.encode([" ".join(tokens)]).ids)
     with tempfile.TemporaryDirectory(prefix="bench_service_") as work:
-        cells, raw, livez, facts, load = serve_and_measure(
+        cells, raw, livez, transports, facts, redis, load = serve_and_measure(
             Path(work),
             primary.path.parents[1],  # <store>/models/<name>/<version> -> <store>/models
             settings,
@@ -512,7 +703,9 @@ def main(
         raw=raw,
         livez=livez,
         cells=cells,
+        transports=transports,
         servers=facts,
+        redis=redis,
         other_load_cores=load,
         wall_s=time.perf_counter() - wall_started,
     )

@@ -71,6 +71,12 @@ def process_tree(pid: int) -> dict[int, tuple[float, int]]:
     return tree
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """CPU used so far by `pid` and its live descendants, all their threads (e.g. a
+    redis-server started by a benchmark)."""
+    return sum(cpu for cpu, _ in process_tree(pid).values())
+
+
 @contextmanager
 def signals_deferred() -> Iterator[None]:
     """Hold Ctrl-C and SIGTERM until the block ends, then deliver them.
@@ -290,6 +296,46 @@ def drive(port: int, request: Request, clients: int, requests: int, seconds: flo
     flight then are awaited), whichever comes first.
     """
     return asyncio.run(_drive(port, request, clients, requests, seconds))
+
+
+@dataclass
+class Alternation:
+    """One client's requests to several servers in turn, in short blocks (see `alternate`)."""
+
+    blocks_ms: list[list[list[float]]]  # per server, per cycle: latencies of 200 answers
+    outcomes: list[Counter[str]]  # per server: HTTP status or exception name -> count
+
+    def latencies_ms(self, server: int) -> list[float]:
+        return [ms for block in self.blocks_ms[server] for ms in block]
+
+
+async def _alternate(ports: list[int], request: Request, block: int, cycles: int) -> Alternation:
+    pool = [KeepAliveConnection(HOST, port, REQUEST_TIMEOUT_S) for port in ports]
+    result = Alternation([[] for _ in ports], [Counter() for _ in ports])
+    try:
+        await asyncio.gather(*(_send(c, request) for c in pool))  # untimed: opens the connections
+        for cycle in range(cycles):
+            for k in [(cycle + i) % len(ports) for i in range(len(ports))]:
+                await _send(pool[k], request)  # untimed: the server was idle meanwhile
+                times = []
+                for _ in range(block):
+                    sent = time.perf_counter()
+                    outcome = await _send(pool[k], request)
+                    result.outcomes[k][outcome] += 1
+                    if outcome == "200":
+                        times.append((time.perf_counter() - sent) * 1e3)
+                result.blocks_ms[k].append(times)
+        return result
+    finally:
+        await asyncio.gather(*(c.close() for c in pool))
+
+
+def alternate(ports: list[int], request: Request, block: int, cycles: int) -> Alternation:
+    """One client: `block` timed requests to each server in turn, back to back, each block
+    after one untimed request; `cycles` times, the order rotating. Drift in the machine's
+    speed then lands on every server alike within a fraction of a second, which longer
+    rounds do not achieve: for comparing servers whose p50s differ by a few percent."""
+    return asyncio.run(_alternate(ports, request, block, cycles))
 
 
 @dataclass

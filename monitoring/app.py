@@ -47,7 +47,7 @@ def create_app(settings: MonitorSettings) -> Starlette:
 
     def loop() -> None:
         while not stop.is_set():
-            monitor.step()
+            monitor.step()  # catches, counts and backs off on every error of its stages
             with monitor.lock:
                 drained, monitor.computation_seconds = monitor.computation_seconds, []
             for seconds in drained:
@@ -61,10 +61,13 @@ def create_app(settings: MonitorSettings) -> Starlette:
 
     async def healthz(_: Request) -> Response:
         alive = thread.is_alive()
+        with monitor.lock:  # what keeps failing, since when: the loop retries it by itself
+            failing = {stage: f.to_dict() for stage, f in monitor.failures.current.items()}
         body = {
             "alive": alive,
             "uptime_seconds": time.monotonic() - loop_started,
             "models": sorted(monitor.references),
+            "failing": failing,
         }
         return JSONResponse(body, status_code=200 if alive and monitor.references else 503)
 

@@ -55,7 +55,9 @@ class MonitorCollector(Collector):
         yield pending
         errors = CounterMetricFamily(
             "shiftwatch_monitor_errors",
-            "Monitor problems by kind (bad_line, reference, ingest_io, compute).",
+            "Monitor problems by kind: bad_line, reference, and <stage>_<reason> for failed "
+            "ingest and compute passes (e.g. ingest_state_locked, ingest_disk_full, "
+            "compute_unexpected).",
             labels=["kind"],
         )
         errors.add_metric(["bad_line"], counters.get("bad_lines", 0))
@@ -63,6 +65,19 @@ class MonitorCollector(Collector):
             errors.add_metric([kind], value)
         errors.add_metric(["reference"], len(status["reference_errors"]))
         yield errors
+        failing = _gauge(
+            "shiftwatch_monitor_failing",
+            "1 while a stage of the monitor's loop keeps failing (it retries with backoff).",
+            ["stage"],
+        )
+        for stage in ("ingest", "compute"):
+            failing.add_metric([stage], int(stage in status["failing"]))
+        yield failing
+        state = _gauge(
+            "shiftwatch_monitor_state_bytes", "Size of the monitor's SQLite state on disk.", []
+        )
+        state.add_metric([], status["state_bytes"])
+        yield state
 
     @staticmethod
     def _streams(status: dict):
@@ -112,6 +127,41 @@ class MonitorCollector(Collector):
         )
         expired.add_metric([], counters.get("predictions_expired", 0))
         yield expired
+        evicted = CounterMetricFamily(
+            "shiftwatch_monitor_evicted",
+            "Rows evicted, oldest first, to keep the state within its row and byte bounds: "
+            "predictions still unlabeled, and labels still waiting for their prediction.",
+            labels=["kind"],
+        )
+        evicted.add_metric(["prediction"], counters.get("predictions_evicted", 0))
+        evicted.add_metric(["label"], counters.get("labels_evicted", 0))
+        yield evicted
+        lost = CounterMetricFamily(
+            "shiftwatch_monitor_events_lost",
+            "Events the monitor will never read, by reason: segment_deleted (removed by the "
+            "writer's disk budget before they were read), unread_tail (a segment gone without "
+            "a count of its events: estimated from its unread bytes), torn_line (a last line "
+            "left unfinished by its writer), trimmed (Redis stream entries trimmed unread).",
+            labels=["reason"],
+        )
+        for reason in ("segment_deleted", "unread_tail", "torn_line", "trimmed"):
+            lost.add_metric([reason], counters.get(f"lost|{reason}", 0))
+        yield lost
+        clamped = CounterMetricFamily(
+            "shiftwatch_monitor_events_clamped",
+            "Events stamped further ahead of the monitor's clock than the allowed skew, "
+            "clamped to it.",
+            labels=[],
+        )
+        clamped.add_metric([], counters.get("future_timestamps", 0))
+        yield clamped
+        reused = CounterMetricFamily(
+            "shiftwatch_monitor_request_ids_reused",
+            "Predictions under a request id whose earlier request was already labeled.",
+            labels=[],
+        )
+        reused.add_metric([], counters.get("request_ids_reused", 0))
+        yield reused
         labeled = CounterMetricFamily(
             "shiftwatch_predictions_labeled",
             "Predictions joined with a true label.",

@@ -12,6 +12,7 @@ import pandas as pd
 
 from monitoring.accuracy import AtcEstimator, live_accuracy
 from monitoring.drift import DriftConfig, DriftResult, compute_drift
+from monitoring.failures import Failures
 from monitoring.ingest import Ingestor
 from monitoring.settings import MonitorSettings
 from monitoring.state import MonitorState
@@ -130,7 +131,13 @@ class Monitor:
         self.drift_config = drift_config or DriftConfig()
         self.references, self.reference_errors = load_references(settings)
         domains = {d for ref in self.references.values() for d in ref.frame["domain"].unique()}
-        self.state = MonitorState(settings.state_path, domains | set(settings.extra_domains))
+        self.state = MonitorState(
+            settings.state_path,
+            domains | set(settings.extra_domains),
+            max_requests=settings.state_max_requests,
+            max_bytes=settings.state_max_bytes,
+            max_clock_skew=settings.max_clock_skew_seconds,
+        )
         self.ingestor = open_ingestor(settings, self.state)
         self.lock = threading.Lock()  # guards the snapshot below, read by the HTTP thread
         self.windows: dict[str, ModelWindow] = {}
@@ -142,31 +149,27 @@ class Monitor:
         self.last_computation = 0.0
         self.computed_events = 0
         self.computation_seconds: list[float] = []  # drained by the exporter's histogram
-        self.errors: dict[str, int] = {}
+        self.failures = Failures()
+        self.state_bytes = self.state.file_bytes()
         self._since_compute = 0
         self._last_compute_time = 0.0
 
-    def error(self, kind: str) -> None:
-        self.errors[kind] = self.errors.get(kind, 0) + 1
-
     def ingest(self) -> int:
-        """One pass over the event log; returns events ingested."""
+        """One pass over the event transport; returns events ingested. Raises what fails
+        (`step` counts it and backs off)."""
         try:
             result = self.ingestor.run_once()
-        except OSError as exc:  # full disk, unreadable state: say so, count it, keep going
-            self.error("ingest_io")
-            log.error("ingest failed: %s", exc)
-            return 0
-        except StreamError as exc:  # Redis unreachable or refusing: retried with backoff
+        except StreamError as exc:  # also counted per reason for the transport's own metric
             with self.lock:
                 self.transport_errors[exc.reason] = self.transport_errors.get(exc.reason, 0) + 1
-            log.warning("event stream read failed (%s): %s", exc.reason, exc)
-            return 0
+            raise
+        self.state.reclaim()
         with self.lock:
             self.counters = self.state.counters()
             self.lag_seconds = result.lag_seconds
             self.streams = result.streams
             self.pending_labels = self.state.pending_labels()
+            self.state_bytes = self.state.file_bytes()
         self._since_compute += result.events
         return result.events
 
@@ -222,13 +225,22 @@ class Monitor:
         return windows
 
     def step(self) -> None:
-        self.ingest()
+        """One ingest pass, then a computation when due; no error escapes (see failures.py)."""
+        self._guarded("ingest", self.ingest)
         if self.due():
-            try:
-                self.compute()
-            except Exception:  # a failed computation must not stop ingestion
-                self.error("compute")
-                log.exception("window computation failed")
+            self._guarded("compute", self.compute)
+
+    def _guarded(self, stage: str, work) -> None:
+        if not self.failures.ready(stage):
+            return
+        try:
+            work()
+        except Exception as exc:
+            with self.lock:
+                self.failures.failed(stage, exc)
+        else:
+            with self.lock:
+                self.failures.succeeded(stage)
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -249,6 +261,10 @@ class Monitor:
                 "counters": dict(self.counters),
                 "pending_labels": self.pending_labels,
                 "reference_errors": self.reference_errors,
-                "errors": dict(self.errors),
+                "errors": dict(self.failures.counts),
+                "failing": {
+                    stage: failure.to_dict() for stage, failure in self.failures.current.items()
+                },
+                "state_bytes": self.state_bytes,
                 "models": {name: window.to_dict() for name, window in self.windows.items()},
             }

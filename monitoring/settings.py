@@ -50,6 +50,16 @@ class MonitorSettings(BaseSettings):
     recompute_events: int = Field(200, ge=1)  # ...or after this many new events
     poll_seconds: float = Field(0.5, gt=0)  # how often the event log is read
     label_retention_seconds: float = Field(86400.0, gt=0)  # unlabeled predictions expire after this
+    # ...or sooner, oldest first and counted, when the state outgrows these bounds. The bytes
+    # are the database's pages in use; its write-ahead log adds at most ~8 MiB after each
+    # checkpoint. 128 MiB is half the manifests' 256Mi monitor-state volume. At the measured
+    # ~1.5 KB a request (a primary and two shadows; docs/benchmarks.md, soak), the bytes bind
+    # first: about 90,000 requests, so labels later than that many requests find no prediction.
+    state_max_requests: int = Field(250_000, ge=100)
+    state_max_bytes: int = Field(128 * 2**20, ge=2**20)
+    # Event timestamps further ahead of this monitor's clock are clamped to it (and counted):
+    # one writer's bad clock must not move the windows' "now" into the future.
+    max_clock_skew_seconds: float = Field(300.0, gt=0)
     extra_domains: Annotated[list[str], NoDecode] = Field(
         default_factory=list
     )  # metric label values besides the reference's

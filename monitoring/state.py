@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -20,8 +22,12 @@ from shiftwatch.events import LabelEvent, ModelOutput, PredictionEvent
 from shiftwatch.features import FEATURE_NAMES
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS offsets (segment TEXT PRIMARY KEY, position INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS stream_positions (stream TEXT PRIMARY KEY, last_id TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS offsets (segment TEXT PRIMARY KEY, position INTEGER NOT NULL,
+    lines INTEGER NOT NULL DEFAULT 0, size INTEGER NOT NULL DEFAULT 0,
+    inode INTEGER NOT NULL DEFAULT 0, seen REAL NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS writers (writer TEXT PRIMARY KEY, consumed INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS stream_positions (stream TEXT PRIMARY KEY, last_id TEXT NOT NULL,
+    consumed INTEGER NOT NULL DEFAULT 0, lost INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS requests (
@@ -36,61 +42,174 @@ CREATE TABLE IF NOT EXISTS orphan_labels (request_id TEXT PRIMARY KEY, label TEX
 """
 
 
+SEGMENT_COLUMNS = {
+    "lines": "INTEGER NOT NULL DEFAULT 0",
+    "size": "INTEGER NOT NULL DEFAULT 0",
+    "inode": "INTEGER NOT NULL DEFAULT 0",
+    "seen": "REAL NOT NULL DEFAULT 0",
+}
+
+
+@dataclass(frozen=True)
+class SegmentMark:
+    """How far a segment file has been read: byte offset, event lines consumed, and the file
+    as last seen (size, inode, unix time)."""
+
+    position: int = 0
+    lines: int = 0
+    size: int = 0
+    inode: int = 0
+    seen: float = 0.0
+
+
+WAL_LIMIT_BYTES = 8 * 2**20  # the write-ahead log is truncated to this after a checkpoint
+
+
 class MonitorState:
-    def __init__(self, path: Path, known_domains: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        path: Path,
+        known_domains: Iterable[str] = (),
+        max_requests: int | None = None,
+        max_bytes: int | None = None,
+        max_clock_skew: float | None = None,
+    ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.max_requests = max_requests  # bounds enforced by `expire`; None: time only
+        self.max_bytes = max_bytes
+        self.max_clock_skew = max_clock_skew  # seconds ahead of this clock; None: no clamp
         self.db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        # Freed pages go back to the file system (incremental_vacuum in `reclaim`); set before
+        # the first table exists, or by one VACUUM for a state file made before this setting.
+        self.db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        if self.db.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
+            self.db.execute("VACUUM")
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
+        self.db.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
         self.db.executescript(SCHEMA)
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(offsets)")}
+        for column, kind in SEGMENT_COLUMNS.items():  # a state file from before these columns
+            if column not in columns:
+                self.db.execute(f"ALTER TABLE offsets ADD COLUMN {column} {kind}")
         self.known_domains = set(known_domains)
+        self._counts: dict[str, int] = {}  # this transaction's counter increments
+        self._meta: dict[str, float] = {}  # and its raised meta values
 
     # -- transactions ----------------------------------------------------------------
+
+    # Counters and the newest event time change with every event: inside a transaction they
+    # are summed in memory and written once, at commit (ten statements an event were most
+    # of the ingest time).
 
     def begin(self) -> None:
         self.db.execute("BEGIN IMMEDIATE")
 
     def commit(self) -> None:
+        if self._counts:
+            self.db.executemany(
+                "INSERT INTO counters VALUES (?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET value=value+excluded.value",
+                list(self._counts.items()),
+            )
+        for key, value in self._meta.items():
+            self._write_meta(key, value)
         self.db.execute("COMMIT")
+        self._counts, self._meta = {}, {}
 
     def rollback(self) -> None:
-        self.db.execute("ROLLBACK")
+        self._counts, self._meta = {}, {}
+        if self.db.in_transaction:  # SQLite rolls back by itself after some errors (disk full)
+            self.db.execute("ROLLBACK")
 
     # -- offsets, counters, meta -----------------------------------------------------
 
-    def offsets(self) -> dict[str, int]:
-        return dict(self.db.execute("SELECT segment, position FROM offsets"))
+    def segments(self) -> dict[str, SegmentMark]:
+        rows = self.db.execute("SELECT segment, position, lines, size, inode, seen FROM offsets")
+        return {row[0]: SegmentMark(*row[1:]) for row in rows}
 
-    def set_offset(self, segment: str, position: int) -> None:
+    def offsets(self) -> dict[str, int]:
+        return {name: mark.position for name, mark in self.segments().items()}
+
+    def mark_segment(self, segment: str, mark: SegmentMark) -> None:
         self.db.execute(
-            "INSERT INTO offsets VALUES (?, ?) ON CONFLICT(segment) DO UPDATE SET position=excluded.position",
-            (segment, position),
+            "INSERT OR REPLACE INTO offsets VALUES (?, ?, ?, ?, ?, ?)",
+            (segment, mark.position, mark.lines, mark.size, mark.inode, mark.seen),
+        )
+
+    def segment_started(self, writer: str, events_before: int) -> None:
+        """A segment's first line: its writer had written `events_before` events before it.
+        Those of them this monitor did not consume are lost (`lost|segment_gap`)."""
+        row = self.db.execute("SELECT consumed FROM writers WHERE writer=?", (writer,)).fetchone()
+        self.count("lost|segment_gap", max(0, events_before - (row[0] if row else 0)))
+        self.db.execute("INSERT OR REPLACE INTO writers VALUES (?, ?)", (writer, events_before))
+
+    def writer_consumed(self, writer: str, lines: int) -> None:
+        """`lines` more of `writer`'s event lines consumed (or accounted as lost)."""
+        self.db.execute(
+            "INSERT INTO writers VALUES (?, ?) "
+            "ON CONFLICT(writer) DO UPDATE SET consumed=consumed+excluded.consumed",
+            (writer, lines),
         )
 
     def stream_positions(self) -> dict[str, str]:
         """The last applied entry id of each Redis stream (the consumer's exactly-once mark)."""
         return dict(self.db.execute("SELECT stream, last_id FROM stream_positions"))
 
-    def set_stream_position(self, stream: str, last_id: str) -> None:
+    def set_stream_position(self, stream: str, last_id: str, consumed: int) -> None:
+        """`consumed` more entries of `stream` applied, the last one `last_id`."""
         self.db.execute(
-            "INSERT INTO stream_positions VALUES (?, ?) "
-            "ON CONFLICT(stream) DO UPDATE SET last_id=excluded.last_id",
-            (stream, last_id),
+            "INSERT INTO stream_positions (stream, last_id, consumed) VALUES (?, ?, ?) "
+            "ON CONFLICT(stream) DO UPDATE SET last_id=excluded.last_id, "
+            "consumed=consumed+excluded.consumed",
+            (stream, last_id, consumed),
         )
+
+    def stream_accounting(self, stream: str) -> tuple[int, int]:
+        """(entries of `stream` consumed, entries counted as trimmed unread)."""
+        row = self.db.execute(
+            "SELECT consumed, lost FROM stream_positions WHERE stream=?", (stream,)
+        ).fetchone()
+        return (row[0], row[1]) if row else (0, 0)
+
+    def stream_trimmed(self, stream: str, lost_total: int) -> None:
+        """Entries of `stream` trimmed before this monitor read them: `lost_total` so far."""
+        _, counted = self.stream_accounting(stream)
+        if lost_total > counted:
+            self.count("lost|trimmed", lost_total - counted)
+            self.db.execute(
+                "INSERT INTO stream_positions (stream, last_id, lost) VALUES (?, '0-0', ?) "
+                "ON CONFLICT(stream) DO UPDATE SET lost=excluded.lost",
+                (stream, lost_total),
+            )
 
     def forget_segment(self, segment: str) -> None:
         self.db.execute("DELETE FROM offsets WHERE segment=?", (segment,))
 
     def count(self, name: str, by: int = 1) -> None:
+        if self.db.in_transaction:
+            self._counts[name] = self._counts.get(name, 0) + by
+            return
         self.db.execute(
             "INSERT INTO counters VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value=value+excluded.value",
             (name, by),
         )
 
     def counters(self) -> dict[str, int]:
-        return dict(self.db.execute("SELECT name, value FROM counters"))
+        stored = dict(self.db.execute("SELECT name, value FROM counters"))
+        for name, by in self._counts.items():  # this transaction's, not yet written
+            stored[name] = stored.get(name, 0) + by
+        return stored
 
     def set_meta(self, key: str, value: float) -> None:
+        """Raise `key` to `value` (never lowers it)."""
+        if self.db.in_transaction:
+            self._meta[key] = max(value, self._meta.get(key, value))
+        else:
+            self._write_meta(key, value)
+
+    def _write_meta(self, key: str, value: float) -> None:
         self.db.execute(
             "INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=max(value, excluded.value)",
             (key, value),
@@ -98,7 +217,8 @@ class MonitorState:
 
     def meta(self, key: str, default: float = 0.0) -> float:
         row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
-        return row[0] if row else default
+        stored = row[0] if row else default
+        return max(stored, self._meta[key]) if key in self._meta else stored
 
     def metric_domain(self, domain: str | None) -> str:
         """A bounded label value for a client-supplied domain."""
@@ -108,19 +228,45 @@ class MonitorState:
 
     # -- events ----------------------------------------------------------------------
 
+    def _event_time(self, event: PredictionEvent | LabelEvent):
+        """The event, its timestamp clamped to this clock + the allowed skew (counted)."""
+        if self.max_clock_skew is None:
+            return event
+        latest = time.time() + self.max_clock_skew
+        if event.timestamp <= latest:
+            return event
+        self.count("future_timestamps")
+        return event.model_copy(update={"timestamp": latest})
+
     def add_prediction(self, event: PredictionEvent) -> None:
-        if self.db.execute(
-            "SELECT 1 FROM requests WHERE request_id=?", (event.request_id,)
-        ).fetchone():
+        """A request id names one open request, from its prediction to its label. A second
+        prediction under an id still waiting for its label is a duplicate (counted, dropped:
+        the label to come could not tell them apart); under an id already labeled it starts
+        a new request, and the finished one is kept under `<id>#<n>` (counted as reused)."""
+        event = self._event_time(event)
+        row = self.db.execute(
+            "SELECT rowid, label FROM requests WHERE request_id=?", (event.request_id,)
+        ).fetchone()
+        if row is not None and row[1] is None:
             self.count("predictions_duplicate")
             return
+        if row is not None:
+            retired = f"{event.request_id}#{row[0]}"
+            for table in ("requests", "outputs"):
+                self.db.execute(
+                    f"UPDATE {table} SET request_id=? WHERE request_id=?",
+                    (retired, event.request_id),
+                )
+            self.count("request_ids_reused")
         self.db.execute(
             "INSERT INTO requests (request_id, ts, domain) VALUES (?, ?, ?)",
             (event.request_id, event.timestamp, event.domain),
         )
         features = json.dumps(event.features)
-        for output in (event, *event.shadows):
-            self._add_output(event, output, features)
+        self.db.executemany(
+            "INSERT INTO outputs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [self._output_row(event, output, features) for output in (event, *event.shadows)],
+        )
         self.count("events_prediction")
         self.set_meta("newest_ts", event.timestamp)
         orphan = self.db.execute(
@@ -130,23 +276,22 @@ class MonitorState:
             self.db.execute("DELETE FROM orphan_labels WHERE request_id=?", (event.request_id,))
             self._join(event.request_id, orphan[0], orphan[1])
 
-    def _add_output(self, event: PredictionEvent, output: ModelOutput, features: str) -> None:
-        self.db.execute(
-            "INSERT INTO outputs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                event.request_id,
-                output.model,
-                event.timestamp,
-                event.domain,
-                output.predicted_label,
-                output.confidence,
-                output.entropy,
-                features,
-                json.dumps(output.embedding),
-            ),
+    @staticmethod
+    def _output_row(event: PredictionEvent, output: ModelOutput, features: str) -> tuple:
+        return (
+            event.request_id,
+            output.model,
+            event.timestamp,
+            event.domain,
+            output.predicted_label,
+            output.confidence,
+            output.entropy,
+            features,
+            json.dumps(output.embedding),
         )
 
     def add_label(self, event: LabelEvent) -> None:
+        event = self._event_time(event)
         self.count("events_label")
         self.set_meta("newest_ts", event.timestamp)
         row = self.db.execute(
@@ -193,6 +338,59 @@ class MonitorState:
         self.db.execute("DELETE FROM outputs WHERE ts < ?", (cutoff,))
         self.db.execute("DELETE FROM requests WHERE ts < ?", (cutoff,))
         self.db.execute("DELETE FROM orphan_labels WHERE ts < ?", (cutoff,))
+        self.enforce_bounds(self.max_requests, self.max_bytes)
+
+    # -- size bounds -----------------------------------------------------------------
+
+    def used_bytes(self) -> int:
+        """Bytes of the database's pages in use (free pages excluded)."""
+        pages = self.db.execute("PRAGMA page_count").fetchone()[0]
+        free = self.db.execute("PRAGMA freelist_count").fetchone()[0]
+        return (pages - free) * self.db.execute("PRAGMA page_size").fetchone()[0]
+
+    def file_bytes(self) -> int:
+        """The state's size on disk: the database file and its write-ahead log."""
+        total = 0
+        for path in (self.path, self.path.with_name(self.path.name + "-wal")):
+            try:
+                total += path.stat().st_size
+            except FileNotFoundError:
+                pass
+        return total
+
+    def enforce_bounds(self, max_requests: int | None, max_bytes: int | None) -> None:
+        """Evict the oldest requests (and labels still waiting for their prediction) beyond
+        `max_requests` rows each, then while the pages in use exceed `max_bytes`; counted
+        (`predictions_evicted` for those still unlabeled, `labels_evicted`). In the caller's
+        transaction."""
+        tables = (("requests", "predictions_evicted"), ("orphan_labels", "labels_evicted"))
+        for table, counter in tables if max_requests is not None else ():
+            over = self.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] - max_requests
+            if over > 0:
+                self._evict_oldest(table, counter, over)
+        while max_bytes is not None and self.used_bytes() > max_bytes:
+            rows = self.db.execute("SELECT count(*) FROM requests").fetchone()[0]
+            if rows == 0:
+                break
+            self._evict_oldest("requests", "predictions_evicted", max(1, rows // 20))
+
+    def _evict_oldest(self, table: str, counter: str, n: int) -> None:
+        oldest = f"SELECT request_id FROM {table} ORDER BY ts LIMIT ?"
+        if table == "requests":
+            unlabeled = self.db.execute(
+                f"SELECT count(*) FROM requests WHERE label IS NULL AND request_id IN ({oldest})",
+                (n,),
+            ).fetchone()[0]
+            self.count(counter, unlabeled)
+            self.db.execute(f"DELETE FROM outputs WHERE request_id IN ({oldest})", (n,))
+        else:
+            self.count(counter, n)
+        self.db.execute(f"DELETE FROM {table} WHERE request_id IN ({oldest})", (n,))
+
+    def reclaim(self, min_free_pages: int = 256) -> None:
+        """Return free pages to the file system once there are many (outside a transaction)."""
+        if self.db.execute("PRAGMA freelist_count").fetchone()[0] >= min_free_pages:
+            self.db.execute("PRAGMA incremental_vacuum")
 
     # -- windows ---------------------------------------------------------------------
 

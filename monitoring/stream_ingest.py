@@ -64,6 +64,7 @@ class StreamIngestor:
         result = IngestPass()
         try:
             self._ensure_groups()
+            self._backlog()  # before reading: entries trimmed unread are found only before
             while max_events is None or result.events < max_events:
                 limit = self.read_count if max_events is None else max_events - result.events
                 if not self._read_batch(min(limit, self.read_count), result):
@@ -112,18 +113,20 @@ class StreamIngestor:
                 self._recovering = False
                 return True  # now the new entries
             return False
-        applied = self.state.stream_positions()
-        positions = {}
+        # New entries (">") are past every committed id; only re-read pending ones may not be.
+        applied = self.state.stream_positions() if self._recovering else {}
+        done = {stream: entry_id(last) for stream, last in applied.items()}
+        positions, consumed = {}, {}
         self.state.begin()
         try:
             for stream, entry, fields in entries:
-                done = applied.get(stream)
-                if done is not None and entry_id(entry) <= entry_id(done):
+                if stream in done and entry_id(entry) <= done[stream]:
                     continue  # applied before a crash, not yet acknowledged
                 apply_event(self.state, fields.get(EVENT_FIELD, b""), result, stream)
-                positions[stream] = entry.decode()
+                positions[stream] = entry
+                consumed[stream] = consumed.get(stream, 0) + 1
             for stream, last in positions.items():
-                self.state.set_stream_position(stream, last)
+                self.state.set_stream_position(stream, last.decode(), consumed[stream])
             self.state.expire(self.retention_seconds)
             self.state.commit()
         except BaseException:
@@ -144,11 +147,14 @@ class StreamIngestor:
         pipe = self.client.pipeline(transaction=False)
         for stream in self.streams:
             pipe.xinfo_groups(stream)
+            pipe.xinfo_stream(stream)
+        replies = pipe.execute()
         streams, oldest = {}, None
-        for stream, groups in zip(self.streams, pipe.execute(), strict=True):
+        for stream, groups, info in zip(self.streams, replies[::2], replies[1::2], strict=True):
             group = next((g for g in groups if _text(g["name"]) == self.group), None)
             if group is None:
                 continue
+            self._count_trimmed(stream, group, info)  # between passes, more may have gone
             lag = group.get("lag")
             if lag is None:  # Redis cannot tell after some trims and deletions: an upper bound
                 lag = self.client.xlen(stream)
@@ -162,6 +168,19 @@ class StreamIngestor:
                     oldest = ms if oldest is None else min(oldest, ms)
         lag_seconds = 0.0 if oldest is None else max(0.0, time.time() - oldest / 1000)
         return streams, lag_seconds
+
+    def _count_trimmed(self, stream: str, group: dict, info: dict) -> None:
+        """Entries trimmed (MAXLEN) before this group read them. While the stream's first
+        entry is past the group's position, every entry still in the stream is unread, so
+        added = consumed + trimmed unread + length, all but one term known."""
+        first = info.get("first-entry")
+        if not first or entry_id(first[0]) <= entry_id(group["last-delivered-id"]):
+            return  # the group has read up to the stream's start: nothing missed
+        consumed, _ = self.state.stream_accounting(stream)
+        lost = int(info["entries-added"]) - consumed - int(info["length"])
+        self.state.begin()
+        self.state.stream_trimmed(stream, lost)
+        self.state.commit()
 
 
 def _text(value: bytes | str) -> str:

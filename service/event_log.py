@@ -29,6 +29,7 @@ from shiftwatch.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
 BATCH_EVENTS = 512  # events per write: one flush or one Redis round trip for many
+BATCH_LINGER_SECONDS = 0.05  # how long the first event of a batch waits for others
 UNAVAILABLE_WAIT_SECONDS = 0.05  # how often the writer asks an unavailable transport again
 
 
@@ -109,6 +110,11 @@ class EventLog:
             batch = [self._queue.get(timeout=0.2)]
         except queue.Empty:
             return []
+        # Linger before draining: one write (a flush, a Redis round trip) then carries the
+        # events of many requests, and the writer thread, which holds the GIL while it
+        # serialises, wakes far less often than once per request.
+        if self._queue.qsize() < BATCH_EVENTS - 1:  # a full batch waiting goes at once
+            self._stop.wait(BATCH_LINGER_SECONDS)
         while len(batch) < BATCH_EVENTS:  # drain what is already waiting
             try:
                 batch.append(self._queue.get_nowait())

@@ -2,7 +2,8 @@
 
 - bounded disk: the writer rolls to a new segment past `segment_bytes` and deletes the
   oldest segments while all of them together exceed `max_bytes`. A consumer that falls
-  further behind than that loses the deleted events;
+  further behind than that loses the deleted events, and learns how many: every segment
+  starts with a `segment_start` line holding the number of events its writer wrote before;
 - a segment removed or replaced under the writer (another writer's disk budget, the
   directory swapped for a file) is noticed before each batch, so events are never written
   into an unlinked file.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import uuid
 from pathlib import Path
 from typing import IO
 
@@ -23,6 +25,7 @@ from pydantic import BaseModel
 
 from service import metrics
 from service.event_log import TransportError
+from shiftwatch.events import SegmentStart
 
 log = logging.getLogger(__name__)
 SEGMENT_GLOB = "events-*.jsonl"
@@ -35,11 +38,15 @@ class FileSegments:
         self.directory = Path(directory)
         self.segment_bytes = segment_bytes
         self.max_bytes = max_bytes
-        self.writer_id = f"{socket.gethostname()}-{os.getpid()}".replace("/", "_")
+        # Unique per writer object: a restarted container keeps its hostname and often its pid,
+        # and must never append to (or replace) a segment of its previous life.
+        host = f"{socket.gethostname()}-{os.getpid()}".replace("/", "_")
+        self.writer_id = f"{host}-{uuid.uuid4().hex[:8]}"
         self._file: IO[str] | None = None
         self._path: Path | None = None  # the open segment
         self._seq = 0
         self._size = 0
+        self._written = 0  # event lines written, over every segment of this writer
         metrics.event_transport_up.labels(backend=self.backend).set(1)
 
     def available(self) -> bool:
@@ -56,6 +63,7 @@ class FileSegments:
                     self._roll()
                 self._file.write(line)
                 self._size += len(line)
+                self._written += 1  # a line lost to a failed flush shows in the next header
             self._file.flush()
         except OSError as exc:
             if self._file is not None:
@@ -86,7 +94,10 @@ class FileSegments:
         path = self.directory / f"events-{self.writer_id}-{self._seq:06d}.jsonl"
         self._file = path.open("a", encoding="utf-8")
         self._path = path
-        self._size = path.stat().st_size
+        start = SegmentStart(writer=self.writer_id, seq=self._seq, events_before=self._written)
+        header = start.model_dump_json() + "\n"
+        self._file.write(header)
+        self._size = path.stat().st_size + len(header)
         self._enforce_budget(keep=path)
 
     def _enforce_budget(self, keep: Path) -> None:

@@ -37,3 +37,15 @@ class LabelEvent(BaseModel):
     request_id: str
     label: str
     timestamp: float
+
+
+class SegmentStart(BaseModel):
+    """The first line of every file-transport segment: how many events its writer had written
+    before it. A reader that consumed fewer of that writer's events knows exactly how many it
+    lost (segments deleted by the disk budget before it read them, unread tails of deleted
+    ones, lines a failed write left out), whenever it gets here."""
+
+    type: Literal["segment_start"] = "segment_start"
+    writer: str
+    seq: int
+    events_before: int

@@ -32,8 +32,14 @@ def monitor(
 
     with user_errors():
         settings = MonitorSettings(**({"port": port} if port else {}))
+    if settings.event_transport == "redis":
+        from shiftwatch.streams import safe_url
+
+        source = f"redis streams {safe_url(settings.redis_url)} (group {settings.redis_group})"
+    else:
+        source = f"event log {settings.event_log_dir}"
     console.print(
-        f"monitor: event log {settings.event_log_dir}, state {settings.state_path}, "
+        f"monitor: {source}, state {settings.state_path}, "
         f"http://{settings.host}:{settings.port}/status"
     )
     serve(settings)

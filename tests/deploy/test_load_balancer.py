@@ -1,7 +1,6 @@
 """deploy/haproxy/haproxy.cfg, the balancer of docker-compose.fleet.yml, checked and run for real.
 
-haproxy is not among the tools `make test` installs: these tests are skipped where it is
-missing. The run replaces only what Docker provides: Docker's DNS server (127.0.0.11) by a stub
+haproxy is Debian's package, installed by `make test` (`make servers`). The run replaces only what Docker provides: Docker's DNS server (127.0.0.11) by a stub
 that answers the compose service name `service` with two loopback addresses, and the replicas
 by two small HTTP servers on those addresses whose /readyz can be turned off.
 """
@@ -19,14 +18,14 @@ from pathlib import Path
 import httpx
 
 from shiftwatch.replay.stack import free_port
-from tests.deploy.tools import DEPLOY, optional_tool, run_tool
+from tests.deploy.tools import DEPLOY, require_tool, run_tool
 
 HAPROXY = DEPLOY / "haproxy" / "haproxy.cfg"
 ADDRESSES = ("127.0.0.1", "127.0.0.2")  # two replicas of `service`
 
 
 def test_haproxy_accepts_the_config() -> None:
-    result = run_tool([optional_tool("haproxy"), "-c", "-f", str(HAPROXY)])
+    result = run_tool([require_tool("haproxy"), "-c", "-f", str(HAPROXY)])
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -141,7 +140,7 @@ def local_config(dns_port: int, replica_port: int, lb_port: int) -> str:
 
 
 def test_balancer_spreads_requests_over_the_ready_replicas_dns_finds(tmp_path: Path) -> None:
-    haproxy = optional_tool("haproxy")
+    haproxy = require_tool("haproxy")
     first = Replica(ADDRESSES[0], 0)
     port = first.server_address[1]
     replicas = [first, Replica(ADDRESSES[1], port)]

@@ -70,6 +70,8 @@ def test_alerts_cover_the_issue_and_carry_severity_and_summary() -> None:
         "ShiftwatchMonitorConsumerLag",
         "ShiftwatchMonitorConsumerStalled",
         "ShiftwatchMonitorTransportErrors",
+        "ShiftwatchMonitorFailing",
+        "ShiftwatchMonitorEventsLost",
     ):
         assert name in rules, name
     for name, rule in rules.items():

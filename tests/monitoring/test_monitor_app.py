@@ -87,6 +87,23 @@ def test_requests_and_feedback_show_up_in_status_metrics_and_report(
     ):
         assert series in metrics, series
 
+    # The exported values, as numbers: the same as /status says, from the same window.
+    samples = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line and not line.startswith("#")
+    }
+    at = f'{{model="{PRIMARY}"}}'
+    assert samples[f"shiftwatch_label_coverage_ratio{at}"] == pytest.approx(40 / 64)
+    assert samples[f"shiftwatch_live_accuracy_ratio{at}"] == pytest.approx(expected)
+    assert samples[f"shiftwatch_deployment_gap_ratio{at}"] == pytest.approx(
+        baseline["reference_accuracy"] - expected
+    )
+    assert samples[f"shiftwatch_estimation_error_ratio{at}"] == pytest.approx(
+        baseline["estimated_accuracy"] - expected
+    )
+    assert samples[f"shiftwatch_window_predictions{at}"] == 64
+
     report = httpx.get(monitor + "/report", params={"model": PRIMARY})
     assert report.status_code == 200 and report.headers["content-type"].startswith("text/html")
     assert "Drift in column 'length'" in report.text  # Evidently's own widget text

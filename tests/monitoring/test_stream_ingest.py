@@ -183,3 +183,22 @@ def test_kill_9_mid_stream_then_restart_counts_every_event_exactly_once(
     assert c["events_label"] == n // 2 == c["labels_matched"]
     assert c.get("labels_duplicate", 0) == 0 and c.get("predictions_duplicate", 0) == 0
     assert len(state.window("baseline", 10_000, 1e9)) == n
+
+
+def test_entries_trimmed_before_they_were_read_are_counted(redis_server, tmp_path) -> None:
+    client = redis_server.client()
+    state = MonitorState(tmp_path / "s.sqlite")
+    ingest = ingestor(redis_server, state)
+    for i in range(50):
+        client.xadd(BASELINE, {EVENT_FIELD: prediction(f"r{i}", float(i)).model_dump_json()})
+    assert drain(ingest) == 50
+    for i in range(50, 3050):  # the monitor away while the writers trim to ~1000
+        event = prediction(f"r{i}", float(i)).model_dump_json()
+        client.xadd(BASELINE, {EVENT_FIELD: event}, maxlen=1000, approximate=True)
+    kept = client.xlen(BASELINE)
+    assert drain(ingest) == kept < 3000
+    c = state.counters()
+    assert c["lost|trimmed"] == 3000 - kept  # exactly the entries it never saw
+    assert c["events_prediction"] + c["lost|trimmed"] == 3050
+    ingest.run_once()
+    assert state.counters()["lost|trimmed"] == 3000 - kept  # counted once

@@ -28,9 +28,14 @@ def io_errors(url: str) -> float:
 
 
 def logged_lines(events: Path) -> int:
+    """Event lines in the segments (not their `segment_start` headers)."""
     if not events.is_dir():
         return 0
-    return sum(len(p.read_text().splitlines()) for p in events.glob("events-*.jsonl"))
+    return sum(
+        '"type":"segment_start"' not in line
+        for p in events.glob("events-*.jsonl")
+        for line in p.read_text().splitlines()
+    )
 
 
 def send_predictions(url: str, requests: int, instances: int, prefix: str) -> None:
