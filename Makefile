@@ -126,7 +126,7 @@ clean:
 	rm -rf artifacts build
 
 # Benchmarks behind DESIGN.md's targets; each writes its own section of docs/benchmarks.md.
-# `make bench` runs them all in one go (~55 min on 2 cores, most of it the paper-profile
+# `make bench` runs them all in one go (~75 min on 2 cores, most of it the paper-profile
 # reproductions on both datasets); run it on an otherwise idle machine. Extra flags through BENCH_ARGS, e.g.
 # `make bench-inference BENCH_ARGS="--quick --threads 4"`.
 .PHONY: bench bench-inference bench-service bench-monitor bench-soak bench-reproduction bench-reproduction-docstrings

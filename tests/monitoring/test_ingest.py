@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import sqlite3
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 from monitoring.ingest import Ingestor
 from monitoring.state import MonitorState
 from shiftwatch.events import LabelEvent
+from tests.monitoring.crash import kill_9_mid_ingest
 from tests.monitoring.test_state import prediction
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def write_log(directory: Path, n: int, segments: int = 2) -> tuple[int, int]:
@@ -82,21 +76,9 @@ while True:
 def test_kill_9_mid_stream_then_restart_counts_every_event_exactly_once(tmp_path: Path) -> None:
     log_dir, db = tmp_path / "events", tmp_path / "state.sqlite"
     predictions, labels = write_log(log_dir, 1500)
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(log_dir), str(db)], cwd=ROOT)
-    deadline = time.monotonic() + 60
-    ingested = 0
-    while time.monotonic() < deadline and ingested < predictions // 3:
-        time.sleep(0.05)
-        try:
-            with sqlite3.connect(db, timeout=5) as conn:
-                row = conn.execute(
-                    "SELECT value FROM counters WHERE name='events_prediction'"
-                ).fetchone()
-            ingested = row[0] if row else 0
-        except sqlite3.OperationalError:
-            pass
-    os.kill(child.pid, signal.SIGKILL)
-    child.wait()
+    ingested = kill_9_mid_ingest(
+        [sys.executable, "-c", CHILD, str(log_dir), str(db)], db, predictions // 3
+    )
     assert 0 < ingested < predictions, "the kill should land mid-stream"
 
     state = MonitorState(db, known_domains={"news"})

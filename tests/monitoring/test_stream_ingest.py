@@ -3,13 +3,8 @@ exactly once across a crash between commit and acknowledgement and across kill -
 
 from __future__ import annotations
 
-import os
-import signal
-import sqlite3
-import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import redis
@@ -18,9 +13,9 @@ from monitoring.state import MonitorState
 from monitoring.stream_ingest import StreamError, StreamIngestor
 from shiftwatch.events import LabelEvent
 from shiftwatch.streams import EVENT_FIELD, connect, label_stream, prediction_stream
+from tests.monitoring.crash import kill_9_mid_ingest
 from tests.monitoring.test_state import prediction
 
-ROOT = Path(__file__).resolve().parents[2]
 BASELINE = prediction_stream("sw", "baseline")
 LABELS = label_stream("sw")
 
@@ -159,21 +154,7 @@ def test_kill_9_mid_stream_then_restart_counts_every_event_exactly_once(
     append(client, LABELS, [label(f"r{i}") for i in range(0, n, 2)])
     db = tmp_path / "state.sqlite"
     args = [sys.executable, "-c", CHILD, redis_server.url, str(db), BASELINE, LABELS]
-    child = subprocess.Popen(args, cwd=ROOT)
-    deadline = time.monotonic() + 60
-    ingested = 0
-    while time.monotonic() < deadline and ingested < n // 3:
-        time.sleep(0.05)
-        try:
-            with sqlite3.connect(db, timeout=5) as conn:
-                row = conn.execute(
-                    "SELECT value FROM counters WHERE name='events_prediction'"
-                ).fetchone()
-            ingested = row[0] if row else 0
-        except sqlite3.OperationalError:
-            pass
-    os.kill(child.pid, signal.SIGKILL)
-    child.wait()
+    ingested = kill_9_mid_ingest(args, db, n // 3)
     assert 0 < ingested < n, "the kill should land mid-stream"
 
     state = MonitorState(db, known_domains={"news"})
