@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from collections.abc import Callable
@@ -49,6 +50,34 @@ def monitor_env(live_server: dict, work: Path, **overrides: str) -> dict[str, st
         "SHIFTWATCH_MONITOR_POLL_SECONDS": "0.2",
     }
     return env | {f"SHIFTWATCH_MONITOR_{key.upper()}": value for key, value in overrides.items()}
+
+
+def logged_events(directory: Path) -> list[dict]:
+    """The prediction and label events in a file transport's segments, in order (not the
+    segments' `segment_start` headers, nor a line still being written)."""
+    events = []
+    for path in sorted(directory.glob("events-*.jsonl")):
+        for line in path.read_text().splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if event.get("type") in ("prediction", "label"):
+                events.append(event)
+    return events
+
+
+def settled_events(directory: Path, quiet: float = 0.3, timeout: float = 10.0) -> list[dict]:
+    """`logged_events` once nothing new has been written for `quiet` seconds: the writer
+    lingers up to 50 ms before each write, so earlier requests' events may still be coming."""
+    deadline = time.monotonic() + timeout
+    events = logged_events(directory)
+    while True:
+        time.sleep(quiet)
+        again = logged_events(directory)
+        if len(again) == len(events) or time.monotonic() > deadline:
+            return again
+        events = again
 
 
 def wait_status(monitor_url: str, ready: Callable[[dict], bool], timeout: float = 60.0) -> dict:

@@ -18,6 +18,7 @@ from tests.reliability.conftest import (
     service_env,
     wait_until,
 )
+from tests.servers import logged_events
 
 pytestmark = pytest.mark.slow
 WRITE_ERRORS = "shiftwatch_event_log_write_errors_total"
@@ -28,14 +29,7 @@ def io_errors(url: str) -> float:
 
 
 def logged_lines(events: Path) -> int:
-    """Event lines in the segments (not their `segment_start` headers)."""
-    if not events.is_dir():
-        return 0
-    return sum(
-        '"type":"segment_start"' not in line
-        for p in events.glob("events-*.jsonl")
-        for line in p.read_text().splitlines()
-    )
+    return len(logged_events(events)) if events.is_dir() else 0
 
 
 def send_predictions(url: str, requests: int, instances: int, prefix: str) -> None:

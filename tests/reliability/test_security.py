@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.reliability.conftest import predict_body, running_service, service_env
-from tests.servers import ROOT
+from tests.servers import ROOT, settled_events
 
 pytestmark = pytest.mark.slow
 TOKEN = "s3cret-token-for-tests"
@@ -40,14 +40,6 @@ def server(tiny_store: dict, tmp_path_factory: pytest.TempPathFactory):
     env = service_env(work, SHIFTWATCH_FEEDBACK_TOKEN=TOKEN)
     with running_service(env, work / "serve.log") as process:
         yield {"url": process.url, "events": work / "events", "log": work / "serve.log"}
-
-
-def logged_events(events: pathlib.Path) -> list[dict]:
-    return [
-        json.loads(line)
-        for path in sorted(events.glob("events-*.jsonl"))
-        for line in path.read_text().splitlines()
-    ]
 
 
 # -- /feedback bearer token ---------------------------------------------------------------
@@ -104,7 +96,7 @@ def test_a_pickle_body_is_refused_415_and_never_unpickled(
 ) -> None:
     marker = tmp_path / "unpickled"
     payload = pickle.dumps(_TouchOnUnpickle(marker))
-    before = len(logged_events(server["events"]))
+    before = len(settled_events(server["events"]))
     response = httpx.post(
         server["url"] + endpoint,
         content=payload,
@@ -112,9 +104,9 @@ def test_a_pickle_body_is_refused_415_and_never_unpickled(
     )
     assert response.status_code == 415
     assert PICKLE_MEDIA_TYPE in response.json()["error"]
-    time.sleep(0.3)
+    after = settled_events(server["events"])
     assert not marker.exists(), "the server unpickled a request body"
-    assert len(logged_events(server["events"])) == before
+    assert len(after) == before
 
 
 @pytest.mark.parametrize(

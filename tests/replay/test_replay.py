@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -14,7 +13,7 @@ from shiftwatch.replay.driver import ReplayConfig, ReplayError, run_replay
 from shiftwatch.replay.findings import findings
 from shiftwatch.replay.stack import start_monitor
 from shiftwatch.replay.summary import summarize
-from tests.servers import TINY_NAMES, monitor_env
+from tests.servers import TINY_NAMES, monitor_env, settled_events
 
 pytestmark = pytest.mark.slow
 WINDOW = 100  # predictions per model in the monitor's window; the post-onset phase is longer
@@ -150,12 +149,8 @@ def test_file_selection_errors_come_before_any_traffic(
     live_server: dict, user_file: Path, tmp_path: Path
 ) -> None:
     def requests_served() -> int:
-        lines = [
-            json.loads(line)
-            for path in sorted(live_server["events"].glob("events-*.jsonl"))
-            for line in path.read_text().splitlines()
-        ]
-        return sum(e["type"] == "prediction" for e in lines)
+        events = settled_events(live_server["events"])
+        return sum(e["type"] == "prediction" for e in events)
 
     before = requests_served()
     url = live_server["url"]
