@@ -92,10 +92,11 @@ class Ingestor:
         newest = {}  # writer -> its newest segment
         for path in segments:
             newest[writer_of(path.name)] = path.name
-        self._account_for_gone({p.name for p in segments})
+        marks = self.state.segments()  # as committed before this pass
+        self._account_for_gone({p.name for p in segments}, marks)
         for path in segments:
             moved_on = newest[writer_of(path.name)] != path.name
-            self._read_segment(path, moved_on, result, max_events)
+            self._read_segment(path, marks.get(path.name), moved_on, result, max_events)
             if max_events is not None and result.events >= max_events:
                 break
         behind, marks = [], self.state.segments()
@@ -109,12 +110,12 @@ class Ingestor:
         result.lag_seconds = max(0.0, time.time() - min(behind)) if behind else 0.0
         return result
 
-    def _account_for_gone(self, present: set[str]) -> None:
+    def _account_for_gone(self, present: set[str], marks: dict[str, SegmentMark]) -> None:
         """Forget gone segments whose loss a later header of their writer accounts for; count
         the unread bytes of a writer's last segment once it has been gone for the retention."""
         now = time.time()
         writers = {writer_of(name) for name in present}
-        for name, mark in self.state.segments().items():
+        for name, mark in marks.items():
             if name in present:
                 continue
             unread = mark.size - mark.position
@@ -130,13 +131,18 @@ class Ingestor:
             self.state.commit()
 
     def _read_segment(
-        self, path: Path, moved_on: bool, result: IngestPass, max_events: int | None
+        self,
+        path: Path,
+        mark: SegmentMark | None,
+        moved_on: bool,
+        result: IngestPass,
+        max_events: int | None,
     ) -> None:
         try:
             stat = path.stat()
         except FileNotFoundError:
             return
-        mark = self.state.segments().get(path.name, SegmentMark(inode=stat.st_ino))
+        mark = mark or SegmentMark(inode=stat.st_ino)
         if mark.inode not in (0, stat.st_ino) or stat.st_size < mark.position:
             log.warning("segment %s was replaced; reading the new file from its start", path.name)
             mark = SegmentMark(inode=stat.st_ino)  # its header accounts for what was lost

@@ -129,9 +129,6 @@ class MonitorState:
         rows = self.db.execute("SELECT segment, position, lines, size, inode, seen FROM offsets")
         return {row[0]: SegmentMark(*row[1:]) for row in rows}
 
-    def offsets(self) -> dict[str, int]:
-        return {name: mark.position for name, mark in self.segments().items()}
-
     def mark_segment(self, segment: str, mark: SegmentMark) -> None:
         self.db.execute(
             "INSERT OR REPLACE INTO offsets VALUES (?, ?, ?, ?, ?, ?)",
