@@ -64,12 +64,13 @@ class StreamIngestor:
         result = IngestPass()
         try:
             self._ensure_groups()
-            self._backlog()  # before reading: entries trimmed unread are found only before
+            for stream, group, info in self._infos():  # trimmed unread: seen only before reading
+                self._count_trimmed(stream, group, info)
             while max_events is None or result.events < max_events:
                 limit = self.read_count if max_events is None else max_events - result.events
                 if not self._read_batch(min(limit, self.read_count), result):
                     break
-            result.streams, result.lag_seconds = self._backlog()
+            result.streams, result.lag_seconds = self._backlog(self._infos())
         except redis.ResponseError as exc:
             if "NOGROUP" in str(exc):  # the server lost its data: create the groups again
                 self._groups_ready = False
@@ -141,20 +142,28 @@ class StreamIngestor:
         pipe.execute()
         return True
 
-    def _backlog(self) -> tuple[dict[str, dict[str, int]], float]:
-        """Per stream: entries not yet delivered to the group (lag) and delivered but not
-        acknowledged (pending); and the age of the oldest undelivered entry, in seconds."""
+    def _infos(self) -> list[tuple[str, dict, dict]]:
+        """(stream, this group's XINFO GROUPS entry, XINFO STREAM) of every stream, one
+        round trip."""
         pipe = self.client.pipeline(transaction=False)
         for stream in self.streams:
             pipe.xinfo_groups(stream)
             pipe.xinfo_stream(stream)
         replies = pipe.execute()
-        streams, oldest = {}, None
+        infos = []
         for stream, groups, info in zip(self.streams, replies[::2], replies[1::2], strict=True):
             group = next((g for g in groups if _text(g["name"]) == self.group), None)
-            if group is None:
-                continue
-            self._count_trimmed(stream, group, info)  # between passes, more may have gone
+            if group is not None:
+                infos.append((stream, group, info))
+        return infos
+
+    def _backlog(
+        self, infos: list[tuple[str, dict, dict]]
+    ) -> tuple[dict[str, dict[str, int]], float]:
+        """Per stream: entries not yet delivered to the group (lag) and delivered but not
+        acknowledged (pending); and the age of the oldest undelivered entry, in seconds."""
+        streams, oldest = {}, None
+        for stream, group, _ in infos:
             lag = group.get("lag")
             if lag is None:  # Redis cannot tell after some trims and deletions: an upper bound
                 lag = self.client.xlen(stream)
