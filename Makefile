@@ -129,8 +129,8 @@ clean:
 # `make bench` runs them all in one go (~75 min on 2 cores, most of it the paper-profile
 # reproductions on both datasets); run it on an otherwise idle machine. Extra flags through BENCH_ARGS, e.g.
 # `make bench-inference BENCH_ARGS="--quick --threads 4"`.
-.PHONY: bench bench-inference bench-service bench-monitor bench-soak bench-reproduction bench-reproduction-docstrings
-bench: bench-inference bench-service bench-monitor bench-soak bench-reproduction bench-reproduction-docstrings
+.PHONY: bench bench-inference bench-service bench-monitor bench-soak bench-estimation bench-reproduction bench-reproduction-docstrings
+bench: bench-inference bench-service bench-monitor bench-soak bench-estimation bench-reproduction bench-reproduction-docstrings
 
 # torch eager vs onnxruntime fp32 vs int8 on a batch x seq grid (~5 min on 2 cores).
 bench-inference: setup models
@@ -146,6 +146,12 @@ bench-service: setup models servers
 # memory (a redis-server it starts); also the generated section of docs/scaling.md (~30 s).
 bench-monitor: setup models servers
 	$(PY) -m benchmarks.bench_monitor
+
+# Every label-free estimator against realised accuracy: each built-in scenario and the real
+# docstrings dataset through the live stack, at two label delays (~15 min on 2 cores; trains
+# and exports the docstrings bundles with the quick profile first when missing).
+bench-estimation: setup models $(DOCSTRINGS)/manifest.json
+	$(PY) -m benchmarks.bench_estimation $(BENCH_ARGS)
 
 # A simulated day at 50 requests/s (labels, two shadows) through a real monitor process: state
 # size and RSS per simulated hour, with the default bounds (~15 min on 2 cores).

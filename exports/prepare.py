@@ -18,7 +18,7 @@ from exports.bundle_export import export_bundle
 from exports.config import ExportConfig
 from exports.staging import file_sha256
 from exports.store import ensure_registered
-from shiftwatch.bundle import BundleError, ModelBundle, read_bundle
+from shiftwatch.bundle import BundleError, ModelBundle, probability_columns, read_bundle
 from shiftwatch.data import Dataset
 from training.config import Profile
 from training.train import train_run
@@ -45,7 +45,11 @@ def current_bundle(models_dir: Path, name: str, run_dir: Path) -> ModelBundle | 
         return None
     source = bundle.meta.source
     fresh = source.get("checkpoint_sha256") == file_sha256(run_dir / "checkpoint.pt")
-    return bundle if fresh else None
+    # A bundle from before the calibration columns (label-free estimates) is exported again.
+    calibrated = set(probability_columns(len(bundle.meta.labels))) <= set(
+        bundle.load_reference().columns
+    )
+    return bundle if fresh and calibrated else None
 
 
 def prepare_bundles(

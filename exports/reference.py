@@ -6,10 +6,12 @@ imported one (the labeled reference file given to `shiftwatch import`).
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pandas as pd
 
-from shiftwatch.bundle import EmbeddingReduction, reference_columns
+from shiftwatch.bundle import EmbeddingReduction, probability_columns, reference_columns
 from shiftwatch.encoding import entropy, softmax
 from shiftwatch.features import drift_features
 from shiftwatch.inference import OnnxClassifier
@@ -57,10 +59,18 @@ def build_reference(
         label=frame["label"].to_numpy(),
         domain=frame["domain"].to_numpy(),
     )
+    reference["sequence_id"] = [sequence_id(text) for text in frame["text"]]
+    for column, values in zip(probability_columns(len(labels)), probs.T, strict=True):
+        reference[column] = values
     if pooled is None:
-        return reference[reference_columns(0)], None
+        return reference[reference_columns(0, len(labels))], None
     reduction = fit_embedding_reduction(pooled, embedding_dims)
     embedding = reduction.apply(pooled)
     for i in range(embedding.shape[1]):
         reference[f"embedding_{i}"] = embedding[:, i]
-    return reference[reference_columns(embedding.shape[1])], reduction
+    return reference[reference_columns(embedding.shape[1], len(labels))], reduction
+
+
+def sequence_id(text: str) -> str:
+    """A short hash of a reference row's text: rows two models share join on it."""
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]

@@ -1,43 +1,12 @@
-"""Live accuracy from joined labels, and label-free estimated accuracy (ATC).
-
-ATC — Average Thresholded Confidence (Garg et al., ICLR 2022): on the reference
-(held-out in-domain validation set) pick the confidence threshold t such that the
-share of examples with confidence above t equals the reference accuracy. On live
-traffic the estimated accuracy is the share of predictions with confidence above
-t. It needs no labels, and it tracks accuracy under shifts where the model's
-confidence falls with its accuracy; it cannot see shifts the model is confidently
-wrong about, which is why realised accuracy is exported beside it.
-"""
+"""Live accuracy from joined labels (label-free estimates: monitoring.estimation)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
 from shiftwatch.metrics import expected_calibration_error
-
-
-@dataclass(frozen=True)
-class AtcEstimator:
-    threshold: float
-    reference_accuracy: float
-
-    @classmethod
-    def fit(cls, confidence: np.ndarray, correct: np.ndarray) -> AtcEstimator:
-        """Threshold t with mean(confidence > t) == mean(correct) on the reference."""
-        accuracy = float(np.mean(correct))
-        # The (1 - accuracy) quantile leaves a share `accuracy` of confidences above it.
-        threshold = float(np.quantile(confidence, 1.0 - accuracy, method="lower"))
-        return cls(threshold, accuracy)
-
-    def estimate(self, confidence: np.ndarray) -> float:
-        return (
-            float(np.mean(np.asarray(confidence) > self.threshold))
-            if len(confidence)
-            else float("nan")
-        )
 
 
 @dataclass(frozen=True)

@@ -238,8 +238,39 @@ class MonitorCollector(Collector):
             ),
             "est": _gauge(
                 "shiftwatch_estimated_accuracy_ratio",
-                "Label-free (ATC) accuracy estimate.",
+                "Headline label-free accuracy estimate (see headline_estimator_info).",
                 ["model"],
+            ),
+            "headline": _gauge(
+                "shiftwatch_headline_estimator_info",
+                "1 for the estimator behind estimated_accuracy.",
+                ["model", "estimator"],
+            ),
+            "by_estimator": _gauge(
+                "shiftwatch_estimator_accuracy_ratio",
+                "Label-free accuracy estimate of each estimator on the whole window.",
+                ["model", "estimator"],
+            ),
+            "estimator_error": _gauge(
+                "shiftwatch_estimator_error_ratio",
+                "Estimate minus live accuracy, both on the window's labeled rows.",
+                ["model", "estimator"],
+            ),
+            "ls": _gauge(
+                "shiftwatch_label_shift_detected",
+                "1 when the window shows label shift (predicted classes and BBSE priors moved, "
+                "inputs explained by the new priors).",
+                ["model"],
+            ),
+            "ls_distance": _gauge(
+                "shiftwatch_label_shift_distance_ratio",
+                "Total variation between BBSE's class priors and the reference's.",
+                ["model"],
+            ),
+            "prior": _gauge(
+                "shiftwatch_class_prior_ratio",
+                "BBSE's estimate of the window's class priors.",
+                ["model", "class"],
             ),
             "ref": _gauge(
                 "shiftwatch_reference_accuracy_ratio",
@@ -250,7 +281,9 @@ class MonitorCollector(Collector):
                 "shiftwatch_deployment_gap_ratio", "Reference minus live accuracy.", ["model"]
             ),
             "err": _gauge(
-                "shiftwatch_estimation_error_ratio", "Estimated minus live accuracy.", ["model"]
+                "shiftwatch_estimation_error_ratio",
+                "Headline estimate minus live accuracy, both on the window's labeled rows.",
+                ["model"],
             ),
         }
         for model, w in models.items():
@@ -262,6 +295,18 @@ class MonitorCollector(Collector):
             g["ref"].add_metric([model], w["reference_accuracy"])
             if _finite(w["estimated_accuracy"]):
                 g["est"].add_metric([model], w["estimated_accuracy"])
+            g["headline"].add_metric([model, w["headline_estimator"]], 1.0)
+            for estimator, values in w["estimates"].items():
+                if values["estimate"] is not None:
+                    g["by_estimator"].add_metric([model, estimator], values["estimate"])
+                if values["error"] is not None:
+                    g["estimator_error"].add_metric([model, estimator], values["error"])
+            shift = w["label_shift"]
+            if shift is not None:
+                g["ls"].add_metric([model], float(shift["detected"]))
+                g["ls_distance"].add_metric([model], shift["distance"])
+                for cls, value in shift["priors"].items():
+                    g["prior"].add_metric([model, cls], value)
             drift = w["drift"]
             if drift is not None:
                 g["share"].add_metric([model], drift["drift_share"])
@@ -277,6 +322,7 @@ class MonitorCollector(Collector):
                 g["live"].add_metric([model], live["accuracy"])
                 g["ece"].add_metric([model], live["ece"])
                 g["gap"].add_metric([model], w["deployment_gap"])
+            if w["estimation_error"] is not None:
                 g["err"].add_metric([model], w["estimation_error"])
                 for domain, value in live["by_domain"].items():
                     g["domain"].add_metric([model, domain], value)

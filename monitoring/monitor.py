@@ -10,10 +10,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from monitoring.accuracy import AtcEstimator, live_accuracy
+from monitoring.accuracy import live_accuracy
 from monitoring.drift import DriftConfig, DriftResult, compute_drift
+from monitoring.estimation import HEADLINE, Calibration, agreement_estimates, window_estimates
 from monitoring.failures import Failures
 from monitoring.ingest import Ingestor
+from monitoring.label_shift import LabelShiftVerdict, label_shift_verdict
 from monitoring.settings import MonitorSettings
 from monitoring.state import MonitorState
 from monitoring.stream_ingest import StreamError, StreamIngestor
@@ -31,25 +33,37 @@ class ModelReference:
     name: str
     bundle: ModelBundle
     frame: pd.DataFrame
-    atc: AtcEstimator
+    calibration: Calibration
     embedding_columns: list[str]
+    predictions: dict[str, str]  # sequence_id -> predicted label (for agreement), if known
 
     @property
     def notes(self) -> list[str]:
-        if self.embedding_columns:
-            return []
-        return ["embedding drift not computed: the model has no embedding output"]
+        notes = []
+        if not self.embedding_columns:
+            notes.append("embedding drift not computed: the model has no embedding output")
+        if not self.calibration.calibrated:
+            notes.append(
+                "label-free estimates uncalibrated: reference.parquet has no class "
+                "probabilities (a bundle from before them; export or import it again)"
+            )
+        return notes
 
     @classmethod
     def from_bundle(cls, name: str, bundle: ModelBundle) -> ModelReference:
         frame = bundle.load_reference()
-        correct = (frame["predicted_label"] == frame["label"]).to_numpy()
+        predictions = (
+            dict(zip(frame["sequence_id"], frame["predicted_label"], strict=True))
+            if "sequence_id" in frame
+            else {}
+        )
         return cls(
             name=name,
             bundle=bundle,
             frame=frame,
-            atc=AtcEstimator.fit(frame["confidence"].to_numpy(), correct),
+            calibration=Calibration.fit(frame, bundle.meta.labels),
             embedding_columns=[c for c in frame.columns if c.startswith("embedding_")],
+            predictions=predictions,
         )
 
 
@@ -102,10 +116,19 @@ class ModelWindow:
     rows: int
     drift: DriftResult | None
     live: dict
-    estimated_accuracy: float
+    # Per estimator: `estimate` on every window row (None under the minimum of rows),
+    # `paired` on the labeled rows only and `error` = paired − live accuracy on those rows.
+    estimates: dict[str, dict]
+    label_shift: LabelShiftVerdict | None
     reference_accuracy: float
     frame: pd.DataFrame  # the window itself, for /report
     notes: list[str]  # what was not computed, and why
+
+    @property
+    def estimated_accuracy(self) -> float:
+        """The headline estimate (see monitoring.estimation); NaN when not computed."""
+        value = self.estimates.get(HEADLINE, {}).get("estimate")
+        return float("nan") if value is None else value
 
     def to_dict(self) -> dict:
         live_acc = self.live["accuracy"]
@@ -115,13 +138,14 @@ class ModelWindow:
             "drift": None if self.drift is None else self.drift.to_dict(),
             "live": self.live,
             "estimated_accuracy": self.estimated_accuracy,
+            "headline_estimator": HEADLINE,
+            "estimates": self.estimates,
+            "label_shift": None if self.label_shift is None else self.label_shift.to_dict(),
             "reference_accuracy": self.reference_accuracy,
             "deployment_gap": self.reference_accuracy - live_acc
             if not np.isnan(live_acc)
             else None,
-            "estimation_error": self.estimated_accuracy - live_acc
-            if not np.isnan(live_acc)
-            else None,
+            "estimation_error": self.estimates.get(HEADLINE, {}).get("error"),
         }
 
 
@@ -185,12 +209,23 @@ class Monitor:
         return domain if domain is None or domain in self.state.known_domains else "other"
 
     def compute(self) -> dict[str, ModelWindow]:
-        """Drift, live and estimated accuracy on every model's current window."""
-        windows = {}
-        for name, reference in self.references.items():
+        """Drift, live accuracy, label-free estimates and the label-shift verdict on every
+        model's current window."""
+        frames = {}
+        for name in self.references:
             frame = self.state.window(name, self.settings.window_size, self.settings.window_seconds)
             if len(frame):  # client domains outside the known set become "other" (bounded labels)
                 frame["domain"] = frame["domain"].map(self._bounded_domain)
+            frames[name] = frame
+        agreed = agreement_estimates(
+            {n: r.predictions for n, r in self.references.items()},
+            {n: r.calibration.reference_accuracy for n, r in self.references.items()},
+            frames,
+            self.settings.min_estimate_rows,
+        )
+        windows = {}
+        for name, reference in self.references.items():
+            frame = frames[name]
             drift = None
             if len(frame) >= self.drift_config.min_window:
                 started = time.perf_counter()
@@ -200,16 +235,26 @@ class Monitor:
                 with self.lock:
                     self.computation_seconds.append(time.perf_counter() - started)
             labeled = frame[frame["label"].notna()] if len(frame) else frame
+            live = live_accuracy(labeled.assign(domain=labeled["domain"].fillna("unknown")))
+            enough = len(frame) >= self.settings.min_estimate_rows
             windows[name] = ModelWindow(
                 rows=len(frame),
                 drift=drift,
-                live=live_accuracy(
-                    labeled.assign(domain=labeled["domain"].fillna("unknown"))
-                ).to_dict(),
-                estimated_accuracy=reference.atc.estimate(frame["confidence"].to_numpy())
-                if len(frame)
-                else float("nan"),
-                reference_accuracy=reference.atc.reference_accuracy,
+                live=live.to_dict(),
+                estimates=window_estimates(
+                    reference.calibration,
+                    frame,
+                    labeled,
+                    live.accuracy,
+                    agreed[name],
+                    self.settings.min_estimate_rows,
+                ),
+                label_shift=label_shift_verdict(
+                    reference.calibration, reference.frame, frame, drift, self.drift_config
+                )
+                if enough and drift is not None
+                else None,
+                reference_accuracy=reference.calibration.reference_accuracy,
                 frame=frame,
                 notes=reference.notes,
             )

@@ -49,6 +49,10 @@ class MonitorSettings(BaseSettings):
     recompute_seconds: float = Field(10.0, gt=0)  # recompute at least this often...
     recompute_events: int = Field(200, ge=1)  # ...or after this many new events
     poll_seconds: float = Field(0.5, gt=0)  # how often the event log is read
+    # Label-free estimates and the label-shift verdict need this many window rows (and the
+    # error against live accuracy this many labeled ones): at 100 rows a binomial accuracy
+    # has a standard error of at most 5 points.
+    min_estimate_rows: int = Field(100, ge=10)
     label_retention_seconds: float = Field(86400.0, gt=0)  # unlabeled predictions expire after this
     # ...or sooner, oldest first and counted, when the state outgrows these bounds. The bytes
     # are the database's pages in use; its write-ahead log adds at most ~8 MiB after each

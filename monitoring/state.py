@@ -12,10 +12,12 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from shiftwatch.events import LabelEvent, ModelOutput, PredictionEvent
@@ -35,7 +37,8 @@ CREATE TABLE IF NOT EXISTS requests (
 CREATE TABLE IF NOT EXISTS outputs (
     request_id TEXT NOT NULL, model TEXT NOT NULL, ts REAL NOT NULL, domain TEXT,
     predicted_label TEXT NOT NULL, confidence REAL NOT NULL, entropy REAL NOT NULL,
-    features TEXT NOT NULL, embedding TEXT NOT NULL, PRIMARY KEY (request_id, model));
+    features TEXT NOT NULL, embedding TEXT NOT NULL, probabilities BLOB,
+    PRIMARY KEY (request_id, model));
 CREATE INDEX IF NOT EXISTS outputs_by_model_ts ON outputs (model, ts);
 CREATE INDEX IF NOT EXISTS requests_by_ts ON requests (ts);
 CREATE TABLE IF NOT EXISTS orphan_labels (request_id TEXT PRIMARY KEY, label TEXT NOT NULL, ts REAL NOT NULL);
@@ -63,6 +66,12 @@ class SegmentMark:
 
 
 WAL_LIMIT_BYTES = 8 * 2**20  # the write-ahead log is truncated to this after a checkpoint
+
+
+def probability_blob(probabilities: dict[str, float]) -> bytes:
+    """An output's class probabilities as float32 bytes, in sorted label order (the state
+    knows no model's labels; `monitoring.estimation` puts them back in the bundle's order)."""
+    return array("f", [probabilities[k] for k in sorted(probabilities)]).tobytes()
 
 
 class MonitorState:
@@ -93,6 +102,8 @@ class MonitorState:
         for column, kind in SEGMENT_COLUMNS.items():  # a state file from before these columns
             if column not in columns:
                 self.db.execute(f"ALTER TABLE offsets ADD COLUMN {column} {kind}")
+        if "probabilities" not in {row[1] for row in self.db.execute("PRAGMA table_info(outputs)")}:
+            self.db.execute("ALTER TABLE outputs ADD COLUMN probabilities BLOB")
         self.known_domains = set(known_domains)
         self._counts: dict[str, int] = {}  # this transaction's counter increments
         self._meta: dict[str, float] = {}  # and its raised meta values
@@ -261,7 +272,7 @@ class MonitorState:
         )
         features = json.dumps(event.features)
         self.db.executemany(
-            "INSERT INTO outputs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO outputs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [self._output_row(event, output, features) for output in (event, *event.shadows)],
         )
         self.count("events_prediction")
@@ -285,6 +296,7 @@ class MonitorState:
             output.entropy,
             features,
             json.dumps(output.embedding),
+            probability_blob(output.probabilities),
         )
 
     def add_label(self, event: LabelEvent) -> None:
@@ -396,12 +408,14 @@ class MonitorState:
         of the newest event, as a frame shaped like reference.parquet (+ label, ts)."""
         cutoff = self.meta("newest_ts") - max_age_seconds
         rows = self.db.execute(
-            "SELECT o.ts, o.domain, o.predicted_label, o.confidence, o.entropy, o.features, o.embedding, r.label "
+            "SELECT o.request_id, o.ts, o.domain, o.predicted_label, o.confidence, o.entropy, "
+            "o.features, o.embedding, o.probabilities, r.label "
             "FROM outputs o JOIN requests r USING (request_id) "
             "WHERE o.model=? AND o.ts>=? ORDER BY o.ts DESC LIMIT ?",
             (model, cutoff, size),
         ).fetchall()
         columns = [
+            "request_id",
             "ts",
             "domain",
             "predicted_label",
@@ -409,9 +423,14 @@ class MonitorState:
             "entropy",
             "features",
             "embedding",
+            "probabilities",
             "label",
         ]
         frame = pd.DataFrame(rows, columns=columns)
+        frame["probabilities"] = [
+            None if blob is None else np.frombuffer(blob, dtype=np.float32)
+            for blob in frame["probabilities"]
+        ]
         if frame.empty:
             return frame.drop(columns=["features", "embedding"]).assign(
                 **{f: [] for f in FEATURE_NAMES}

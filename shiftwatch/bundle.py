@@ -111,8 +111,14 @@ class BundleMeta(BaseModel):
         return value
 
 
-def reference_columns(embedding_dims: int) -> list[str]:
-    """Columns of reference.parquet (and of a prediction event's flat form)."""
+def reference_columns(embedding_dims: int, classes: int = 0) -> list[str]:
+    """Columns of reference.parquet (and of a prediction event's flat form).
+
+    With `classes`, also the calibration columns every export writes: `sequence_id` (a hash
+    of the text, so references of models built on the same rows can be joined) and one
+    `probability_<i>` per label, in the bundle's label order. Bundles exported before these
+    columns still load; their label-free estimates are uncalibrated (see the monitor).
+    """
     return [
         *FEATURE_NAMES,
         "predicted_label",
@@ -121,7 +127,12 @@ def reference_columns(embedding_dims: int) -> list[str]:
         "label",
         "domain",
         *(f"embedding_{i}" for i in range(embedding_dims)),
+        *(["sequence_id", *probability_columns(classes)] if classes else []),
     ]
+
+
+def probability_columns(classes: int) -> list[str]:
+    return [f"probability_{i}" for i in range(classes)]
 
 
 @dataclass(frozen=True)

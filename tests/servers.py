@@ -48,6 +48,7 @@ def monitor_env(live_server: dict, work: Path, **overrides: str) -> dict[str, st
         "SHIFTWATCH_MONITOR_MODELS": ",".join(TINY_NAMES.values()),
         "SHIFTWATCH_MONITOR_RECOMPUTE_SECONDS": "0.5",
         "SHIFTWATCH_MONITOR_POLL_SECONDS": "0.2",
+        "SHIFTWATCH_MONITOR_MIN_ESTIMATE_ROWS": "30",  # the tests' windows hold tens of rows
     }
     return env | {f"SHIFTWATCH_MONITOR_{key.upper()}": value for key, value in overrides.items()}
 

@@ -20,7 +20,7 @@ from shiftwatch.replay.driver import ReplayConfig, run_replay
 from shiftwatch.replay.findings import findings
 from shiftwatch.replay.plot import plot_timeline
 from shiftwatch.replay.stack import start_monitor, start_service
-from shiftwatch.replay.summary import markdown_table, summarize
+from shiftwatch.replay.summary import estimator_table, markdown_table, summarize
 from shiftwatch.replay.traffic import CONTROL, SCENARIOS
 
 
@@ -181,7 +181,20 @@ def deployment_markdown(
     ]
     for f in findings(rows):
         lines += [f"**{f['claim']}** — **{f['verdict']}**. Rule: {f['rule']}. {f['numbers']}.", ""]
-    lines += ["## Per replay and model", "", markdown_table(rows), "", "## Replays", ""]
+    lines += ["## Per replay and model", "", markdown_table(rows), ""]
+    lines += [
+        "## Label-free estimators",
+        "",
+        "Each estimator's error against live accuracy on the same labeled rows of the final "
+        "window (estimate − live, points; – where the window held too few rows). The headline "
+        "is fixed in advance; the others are exported beside it "
+        "(`shiftwatch_estimator_accuracy_ratio{estimator}`).",
+        "",
+        estimator_table(rows),
+        "",
+        "## Replays",
+        "",
+    ]
     lines += [f"- `{s}`: {plan.descriptions[s]}" for s in names]
     lines += ["", "## Timelines", ""]
     lines += [f"![{s}]({figure(s)})\n" for s in names]

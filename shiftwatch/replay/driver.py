@@ -137,6 +137,14 @@ def _sample(status: dict) -> dict:
             "labeled": window["live"]["labeled"],
             "estimated_accuracy": window["estimated_accuracy"],
             "reference_accuracy": window["reference_accuracy"],
+            # Every label-free estimator: on all window rows, and its error against live
+            # accuracy on the same (labeled) rows; the headline's error; the label-shift verdict.
+            "headline_estimator": window.get("headline_estimator"),
+            "estimation_error": window.get("estimation_error"),
+            "estimates": {k: v["estimate"] for k, v in window.get("estimates", {}).items()},
+            "estimation_errors": {k: v["error"] for k, v in window.get("estimates", {}).items()},
+            "label_shift": (window.get("label_shift") or {}).get("detected"),
+            "label_shift_distance": (window.get("label_shift") or {}).get("distance"),
         }
     return {"last_computation": status.get("last_computation"), "models": models}
 

@@ -22,14 +22,7 @@ def summarize(timeline: dict) -> list[dict]:
     served = {m["name"]: m for m in timeline.get("models", [])}
     rows = []
     for model, window in final.get("models", {}).items():
-        first_alarm = next(
-            (
-                s["sent"] - onset
-                for s in timeline["samples"]
-                if s["after_onset"] and s["models"].get(model, {}).get("dataset_drift")
-            ),
-            None,
-        )
+        first_alarm = _first(timeline, model, "dataset_drift")
         # In the in-domain phase, count polls once the window holds only this run's traffic.
         false_alarms = sum(
             1
@@ -39,6 +32,7 @@ def summarize(timeline: dict) -> list[dict]:
             and s["models"].get(model, {}).get("dataset_drift")
         )
         live, estimated = _nan(window["live_accuracy"]), _nan(window["estimated_accuracy"])
+        label_shift_alarm = _first(timeline, model, "label_shift")
         rows.append(
             {
                 "scenario": timeline["config"]["scenario"],
@@ -48,7 +42,14 @@ def summarize(timeline: dict) -> list[dict]:
                 "reference_accuracy": _nan(window["reference_accuracy"]),
                 "live_accuracy_after_onset": live,
                 "estimated_accuracy_after_onset": estimated,
-                "estimation_error": estimated - live,
+                # On the same rows: the headline estimate on the window's labeled rows.
+                "estimation_error": _nan(window.get("estimation_error")),
+                "headline_estimator": window.get("headline_estimator"),
+                "estimation_errors": {
+                    k: _nan(v) for k, v in window.get("estimation_errors", {}).items()
+                },
+                "events_to_label_shift_alarm": label_shift_alarm,
+                "final_label_shift": bool(window.get("label_shift")),
                 "events_to_first_alarm": first_alarm,
                 "false_alarms_in_domain": false_alarms,
                 "final_drift_share": _nan(window["drift_share"]),
@@ -58,6 +59,19 @@ def summarize(timeline: dict) -> list[dict]:
             }
         )
     return rows
+
+
+def _first(timeline: dict, model: str, alarm: str) -> int | None:
+    """Events from the onset to the first sample after it with `alarm` set for `model`."""
+    onset = timeline["onset_index"]
+    return next(
+        (
+            s["sent"] - onset
+            for s in timeline["samples"]
+            if s["after_onset"] and s["models"].get(model, {}).get(alarm)
+        ),
+        None,
+    )
 
 
 def fmt(value, kind: str = "pct") -> str:
@@ -79,14 +93,30 @@ COLUMNS = (
     ("estimated_accuracy_after_onset", "estimated acc %", "est%", "pct"),
     ("estimation_error", "estimation error (pts)", "err", "signed"),
     ("events_to_first_alarm", "events onset → first drift alarm", "alarm", "str"),
+    ("events_to_label_shift_alarm", "events onset → label-shift alarm", "lshift", "str"),
     ("false_alarms_in_domain", "false alarms (in-domain phase)", "false", "str"),
 )
 # What the short titles mean, printed under the terminal table.
 LEGEND = (
-    "ref% reference accuracy, live% live accuracy after the onset, est% label-free estimate "
-    "(ATC), err est − live in points, alarm events from the onset to the first dataset-drift "
+    "ref% reference accuracy, live% live accuracy after the onset, est% the headline label-free "
+    "estimate, err its error against live accuracy on the same labeled rows (points), alarm "
+    "events from the onset to the first dataset-drift alarm, lshift to the first label-shift "
     "alarm, false dataset-drift alarms in the in-domain phase"
 )
+
+
+def estimator_table(rows: list[dict]) -> str:
+    """Every estimator's error (estimate − live accuracy on the same rows, points) per row."""
+    names = sorted({name for r in rows for name in r.get("estimation_errors", {})})
+    lines = [
+        "| scenario | model | " + " | ".join(names) + " |",
+        "|" + "---|" * (2 + len(names)),
+    ]
+    for r in rows:
+        errors = r.get("estimation_errors", {})
+        cells = [fmt(errors.get(n), "signed") for n in names]
+        lines.append(f"| {r['scenario']} | {r['model']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def markdown_table(rows: list[dict]) -> str:

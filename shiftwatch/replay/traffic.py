@@ -21,6 +21,7 @@ SCENARIOS: dict[str, str] = {
     "gradual": "in-domain, then a share of shifted traffic (all four shift sets) ramping from 0 to 100%",
 }
 CONTROL = "in_domain"  # the scenario whose "onset" marks no shift
+LABEL_SHIFT = "label_shift"  # the scenario that moves class priors only (its own alarm)
 
 
 def _onset(events: int, onset_fraction: float) -> int:

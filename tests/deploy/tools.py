@@ -73,6 +73,8 @@ def start_monitor(
             "SHIFTWATCH_MONITOR_MODELS_DIR": str(models_dir),
             "SHIFTWATCH_MONITOR_MODELS": ",".join(TINY_NAMES.values()),
             "SHIFTWATCH_MONITOR_RECOMPUTE_SECONDS": "0.5",
+            # the tiny traffic of these tests: ~100 rows a window, ~75 labeled
+            "SHIFTWATCH_MONITOR_MIN_ESTIMATE_ROWS": "30",
             "SHIFTWATCH_MONITOR_POLL_SECONDS": "0.2",
         },
         work / "monitor.log",

@@ -95,7 +95,7 @@ def test_parity_failure_raises(tiny_bundle: ModelBundle, tiny_run: Path) -> None
 def test_reference_window_rows_and_columns(tiny_bundle: ModelBundle, tiny_dataset: Dataset) -> None:
     reference = tiny_bundle.load_reference()
     dims = len(tiny_bundle.meta.embedding_reduction.components)
-    assert list(reference.columns) == reference_columns(dims)
+    assert list(reference.columns) == reference_columns(dims, len(tiny_bundle.meta.labels))
     val = tiny_dataset.split("val")
     assert len(reference) == len(val) == tiny_bundle.meta.reference["rows"]
     assert list(reference["label"]) == list(val["label"])

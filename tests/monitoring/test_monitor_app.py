@@ -70,6 +70,23 @@ def test_requests_and_feedback_show_up_in_status_metrics_and_report(
     assert baseline["rows"] == 64 and baseline["live"]["labeled"] == 40
     assert baseline["live"]["accuracy"] == pytest.approx(expected)
     assert 0.0 <= baseline["estimated_accuracy"] <= 1.0
+    # Every estimator on all 64 rows and on the 40 labeled ones; the three tiny bundles share
+    # their reference rows, so agreement is there too. Errors are taken on the labeled rows.
+    estimates = baseline["estimates"]
+    assert set(estimates) == {
+        "agreement",
+        "atc_max_confidence",
+        "atc_negative_entropy",
+        "bbse",
+        "doc",
+    }
+    headline = estimates[baseline["headline_estimator"]]
+    assert headline["estimate"] == baseline["estimated_accuracy"]
+    assert headline["error"] == pytest.approx(headline["paired"] - expected)
+    assert baseline["estimation_error"] == headline["error"]
+    low, high = headline["interval"]
+    assert 0.0 <= low <= high <= 1.0
+    assert baseline["label_shift"] is not None and "priors" in baseline["label_shift"]
     assert baseline["drift"] is not None and "length" in baseline["drift"]["columns"]
     assert set(status["models"]) == set(TINY_NAMES.values())
 
@@ -100,8 +117,17 @@ def test_requests_and_feedback_show_up_in_status_metrics_and_report(
         baseline["reference_accuracy"] - expected
     )
     assert samples[f"shiftwatch_estimation_error_ratio{at}"] == pytest.approx(
-        baseline["estimated_accuracy"] - expected
+        headline["paired"] - expected
     )
+    for name, values in estimates.items():
+        at_estimator = f'{{estimator="{name}",model="{PRIMARY}"}}'
+        assert samples[f"shiftwatch_estimator_accuracy_ratio{at_estimator}"] == pytest.approx(
+            values["estimate"]
+        )
+        assert samples[f"shiftwatch_estimator_error_ratio{at_estimator}"] == pytest.approx(
+            values["error"]
+        )
+    assert samples[f"shiftwatch_label_shift_detected{at}"] in (0.0, 1.0)
     assert samples[f"shiftwatch_window_predictions{at}"] == 64
 
     report = httpx.get(monitor + "/report", params={"model": PRIMARY})

@@ -108,6 +108,12 @@ def test_new_domain_shift_is_seen_as_drift_and_lost_accuracy(
     # The small baseline scores ~85% in-domain and ~58% on new_domain (measured when the
     # fixture was sized); 10 points of fall leaves room for window sampling noise.
     assert baseline["live_accuracy_after_onset"] <= baseline["reference_accuracy"] - 0.10
+    # Every label-free estimator reached the summary with its error on the same labeled rows
+    # (the headline's is the table's estimation error).
+    errors = baseline["estimation_errors"]
+    assert set(errors) == {"agreement", "atc_max_confidence", "atc_negative_entropy", "bbse", "doc"}
+    assert all(-1.0 <= e <= 1.0 for e in errors.values())
+    assert baseline["estimation_error"] == errors[baseline["headline_estimator"]]
 
 
 def test_bad_arguments_fail_clearly() -> None:
