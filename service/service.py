@@ -22,9 +22,9 @@ from starlette.responses import JSONResponse
 
 from service import metrics
 from service.event_log import open_event_log
-from service.limits import RequestLimits
+from service.limits import LIMITED_PATHS, RequestLimits
 from service.predictor import Predictor, StartupError
-from service.rejections import reject
+from service.rejections import QuietClientErrors, reject
 from service.schemas import FeedbackItems, FeedbackReceipt, Instances, Predictions
 from service.shadows import ShadowWorker
 from shiftwatch.bundle import BundleError, ModelBundle, read_bundle
@@ -111,6 +111,7 @@ class Shiftwatch:
 
     def __init__(self) -> None:
         self.ready = False
+        QuietClientErrors(LIMITED_PATHS).install()
         try:
             self.predictor = Predictor(stored_bundles(), SETTINGS)
         except StartupError as exc:
