@@ -137,8 +137,9 @@ bench-inference: setup models
 	$(PY) -m benchmarks.bench_inference $(BENCH_ARGS)
 
 # HTTP /predict of five server configurations (default, redis transport, batching off, event
-# log off, no shadows) vs session.run, each a `bentoml serve` on loopback, the redis transport's
-# against a redis-server the benchmark starts (~2 min on 2 cores).
+# log off, no shadows), each a `bentoml serve` on loopback, the redis transport's against a
+# redis-server the benchmark starts, next to a bare onnxruntime + Starlette/uvicorn server
+# (benchmarks/bare_server.py, the same model) and session.run (~3 min on 2 cores).
 bench-service: setup models servers
 	$(PY) -m benchmarks.bench_service $(BENCH_ARGS)
 

@@ -1,16 +1,19 @@
-"""Service benchmark: HTTP /predict on real `bentoml serve` processes vs a bare session.run.
+"""Service benchmark: HTTP /predict on real `bentoml serve` processes vs a bare onnxruntime
+server and a bare session.run.
 
-One run, one machine, loopback only. Five server configurations run side by side, each
-its own `bentoml serve` process started and stopped here: the default deployment
-(adaptive batching, event log to file segments, shadow models), the same with the event
-log on the `redis` transport (a local redis-server started and stopped here), then each of
-batching, event log and shadows turned off alone.
+One run, one machine, loopback only. Six servers run side by side, each its own process
+started and stopped here: the default deployment (adaptive batching, event log to file
+segments, shadow models), the same with the event log on the `redis` transport (a local
+redis-server started and stopped here), then each of batching, event log and shadows turned
+off alone; and the anchor, benchmarks/bare_server.py (the same OnnxClassifier and model on a
+bare Starlette/uvicorn app, no BentoML).
 Every cell (configuration x concurrent clients) is split into interleaved rounds with
 the configurations' order rotating, and the primary model's bare `session.run` is
 timed in the same rounds as the one-client cells, so a change in machine load hits
-every configuration alike. What each event transport costs at one client (a few percent of
-p50, less than the rounds' drift) is measured apart: the default, redis-transport and
-event-log-off servers alternated in blocks of a few requests (`live_service.alternate`). The table goes to stdout and to this benchmark's section
+every configuration alike. The one-client targets (what each event transport and the
+shadows cost, a few percent of p50, less than the rounds' drift; the distance to the bare
+server) are measured apart: the servers they compare alternated in blocks of a few
+requests (`live_service.alternate`). The table goes to stdout and to this benchmark's section
 of docs/benchmarks.md. Batching numbers and threads come from the caller's SHIFTWATCH_*
 environment, e.g. `SHIFTWATCH_MAX_LATENCY_MS=1000 make bench-service`.
 
@@ -37,8 +40,10 @@ import bentoml
 import httpx
 import onnxruntime as ort
 import typer
+import uvicorn
 from rich.console import Console
 
+from benchmarks.bare_server import BUNDLE_ENV, VERSION_ENV
 from benchmarks.live_service import (
     BATCH_SIZE,
     HOST,
@@ -78,7 +83,9 @@ SECTION = "bench_service"
 CLIENTS = (1, 8, 32)
 REQUEST_SCALE = {1: 1, 8: 3, 32: 6}  # timed requests per cell, in multiples of --requests
 # DESIGN.md's service targets.
-OVERHEAD_MS = 2.0  # HTTP p50 - session.run p50, one client
+BARE_MS = 1.0  # p50 without shadows - the bare server's p50, one client
+BARE_THROUGHPUT = 0.8  # throughput without shadows / the bare server's, 32 clients
+SHADOWS_RATIO = 1.15  # p50 with the default shadows / p50 without, one client
 BATCHING_SPEEDUP = 1.2  # batched / unbatched throughput, 32 clients
 EVENT_LOG_PCT = 5.0  # % either event transport may add to p50, one client
 STREAM_PREFIX = "bench"  # the redis transport's streams: bench:predictions:<primary>
@@ -116,6 +123,7 @@ class ServerConfig:
     event_log: bool
     shadows: bool
     transport: str = "file"  # SHIFTWATCH_EVENT_TRANSPORT, when the event log is on
+    bare: bool = False  # benchmarks/bare_server.py instead of the service
 
     @property
     def folder(self) -> str:
@@ -131,9 +139,12 @@ REDIS = replace(DEFAULT, name="redis transport", transport="redis")
 UNBATCHED = ServerConfig("batching off", batching=False, event_log=True, shadows=True)
 NO_EVENT_LOG = ServerConfig("event log off", batching=True, event_log=False, shadows=True)
 NO_SHADOWS = ServerConfig("no shadows", batching=True, event_log=True, shadows=False)
-CONFIGS = (DEFAULT, REDIS, UNBATCHED, NO_EVENT_LOG, NO_SHADOWS)
+BARE = ServerConfig("bare server", batching=False, event_log=False, shadows=False, bare=True)
+CONFIGS = (DEFAULT, REDIS, UNBATCHED, NO_EVENT_LOG, NO_SHADOWS, BARE)
 TRANSPORTS = (DEFAULT, REDIS)  # each measured against NO_EVENT_LOG
-TRANSPORT_SERVERS = (*TRANSPORTS, NO_EVENT_LOG)  # in `alternate`'s order
+TRANSPORT_SERVERS = (*TRANSPORTS, NO_EVENT_LOG)
+ALTERNATED = (*TRANSPORT_SERVERS, NO_SHADOWS, BARE)  # in `alternate`'s order
+ANCHOR = (BARE, NO_SHADOWS, DEFAULT)  # the anchor table's rows
 DEFAULT_SHADOWS: list[str] = ServiceSettings.model_fields["shadow_models"].default_factory()
 
 
@@ -156,6 +167,17 @@ def request_sequence(seq_len: int) -> tuple[list[str], str, int]:
         raise typer.BadParameter(f"no test sequence has {seq_len} tokens", param_hint="--seq-len")
     row = rows[0]
     return list(tokens[row])[:seq_len], str(test.at[row, "domain"]), int(row)
+
+
+def bare_env(settings: ServiceSettings, bundle: ModelBundle, tag: str) -> dict[str, str]:
+    """The bare server's model and threads: the primary's bundle, as the service's."""
+    return {
+        BUNDLE_ENV: str(bundle.path),
+        VERSION_ENV: tag,
+        "SHIFTWATCH_INTRA_OP_THREADS": str(settings.intra_op_threads),
+        "SHIFTWATCH_INTER_OP_THREADS": str(settings.inter_op_threads),
+        "SHIFTWATCH_PREFER_GPU": str(settings.prefer_gpu).lower(),
+    }
 
 
 def server_env(
@@ -228,14 +250,14 @@ def measure(
 def alternate_transports(
     servers: dict[str, Server], predict: Request, budget: LoadBudget
 ) -> Alternation:
-    """One client, the event transports' servers alternated in blocks (`alternate`)."""
-    ports = [servers[c.name].port for c in TRANSPORT_SERVERS]
+    """One client, the servers of the one-client targets alternated in blocks (`alternate`)."""
+    ports = [servers[c.name].port for c in ALTERNATED]
     transports = alternate(ports, predict, budget.transport_block, budget.transport_cycles)
     p50s = ", ".join(
         f"{c.name} {Timing(tuple(ms)).median_ms:.2f}" if (ms := transports.latencies_ms(k)) else "-"
-        for k, c in enumerate(TRANSPORT_SERVERS)
+        for k, c in enumerate(ALTERNATED)
     )
-    console.print(f" 1 client, transports alternated: p50 ms {p50s}")
+    console.print(f" 1 client, alternated: p50 ms {p50s}")
     return transports
 
 
@@ -254,25 +276,84 @@ class Run:
     raw: Timing  # bare session.run of the primary, batch 1
     livez: Cell  # GET /livez, one client, on the no-shadows server
     cells: dict[tuple[str, int], Cell]
-    transports: Alternation  # TRANSPORT_SERVERS alternated in blocks, one client
+    transports: Alternation  # ALTERNATED's servers in blocks, one client
     servers: dict[str, dict]  # configuration -> what its server did (see `server_rows`)
     redis: dict  # the redis transport's server: version, streams' lengths, CPU while measured
     other_load_cores: float | None  # used by all but this process, its servers and redis-server
     wall_s: float
 
 
+def anchor_target_rows(run: Run) -> list[list[str]]:
+    """The targets against the bare server and what shadows cost at one client (alternated
+    blocks), and the throughput against the bare server at 32 clients (the grid's cells)."""
+    rows = []
+    target = f"p50 without shadows <= bare server p50 + {BARE_MS:g} ms (1 client)"
+    if cost := alternated_pair(run, NO_SHADOWS, BARE):
+        gap = cost.p50_on_ms - cost.p50_off_ms
+        measured = (
+            f"{gap:+.2f} ms ({cost.p50_on_ms:.2f} vs {cost.p50_off_ms:.2f} ms, ratio "
+            f"{cost.ratio:.2f}x, {cost.noise}; alternated blocks)"
+        )
+        rows.append([target, measured, verdict(gap, BARE_MS, True, " ms")])
+    else:
+        rows.append([target, "no answers", "-"])
+    target = f"throughput without shadows >= {BARE_THROUGHPUT:g}x the bare server's (32 clients)"
+    service, bare = (run.cells[c.name, 32] for c in (NO_SHADOWS, BARE))
+    if bare.throughput:
+        ratio = service.throughput / bare.throughput
+        measured = (
+            f"{ratio:.2f}x ({service.throughput:,.0f} vs {bare.throughput:,.0f} req/s; "
+            f"p50 {fmt_p50(service)} vs {fmt_p50(bare)} ms)"
+        )
+        rows.append([target, measured, verdict(ratio, BARE_THROUGHPUT, False, "x")])
+    else:
+        rows.append([target, "no bare-server answers", "-"])
+    target = f"p50 with the default shadows <= {SHADOWS_RATIO:g}x p50 without (1 client)"
+    if cost := alternated_pair(run, DEFAULT, NO_SHADOWS):
+        measured = (
+            f"{cost.ratio:.3f}x ({cost.added_pct:+.1f}%: {cost.p50_on_ms:.2f} vs "
+            f"{cost.p50_off_ms:.2f} ms; {cost.noise}; alternated blocks)"
+        )
+        rows.append([target, measured, verdict(cost.ratio, SHADOWS_RATIO, True, "x")])
+    else:
+        rows.append([target, "no answers", "-"])
+    return rows
+
+
+def fmt_p50(cell: Cell) -> str:
+    return f"{cell.timing.median_ms:.2f}" if cell.timing else "-"
+
+
+def anchor_rows(run: Run) -> list[list[object]]:
+    """The bare server, the service without shadows and with the default ones, at 1 and
+    32 clients (the grid's cells; at 1 client also the alternated blocks' p50)."""
+    rows = []
+    for clients in (1, 32):
+        for config in ANCHOR:
+            cell, t = run.cells[config.name, clients], run.cells[config.name, clients].timing
+            alternated = "-"
+            if clients == 1 and (ms := run.transports.latencies_ms(ALTERNATED.index(config))):
+                alternated = f"{Timing(tuple(ms)).median_ms:.3f}"
+            rows.append(
+                [config.name, clients]
+                + ([f"{t.median_ms:.3f}", f"{t.p99_ms:.3f}"] if t else ["-", "-"])
+                + [f"{cell.throughput:,.0f}", alternated, cell.failures]
+            )
+    return rows
+
+
 def target_rows(run: Run) -> list[list[str]]:
     """DESIGN.md's service targets and what shadows cost: [target, measured, status]."""
     p50 = {key: cell.timing.median_ms for key, cell in run.cells.items() if cell.timing}
     raw = run.raw.median_ms
-    rows = []
-    for config, note in ((NO_SHADOWS, "no shadows"), (DEFAULT, "default, for reference")):
-        target = f"HTTP p50 - session.run p50 <= {OVERHEAD_MS:g} ms (1 client, {note})"
+    rows = anchor_target_rows(run)
+    for config in (NO_SHADOWS, DEFAULT):
+        target = f"what HTTP adds to session.run (1 client, {config.name})"
         if (http := p50.get((config.name, 1))) is None:
             rows.append([target, "no answers", "-"])
             continue
-        measured = f"{http - raw:.2f} ms ({http:.2f} - {raw:.3f})"
-        rows.append([target, measured, verdict(http - raw, OVERHEAD_MS, True, " ms")])
+        measured = f"p50 {http - raw:.2f} ms ({http:.2f} - {raw:.3f}; the grid's rounds)"
+        rows.append([target, measured, "no target"])
     if run.livez.timing and (http := p50.get((NO_SHADOWS.name, 1))):
         floor = run.livez.timing.median_ms
         measured = (
@@ -304,32 +385,30 @@ def target_rows(run: Run) -> list[list[str]]:
             f"{cost.p50_off_ms:.2f} ms, event log off; {cost.noise}; alternated blocks)"
         )
         rows.append([target, measured, verdict(cost.added_pct, EVENT_LOG_PCT, True, " points")])
-    for clients in (1, 32):
-        target = f"what shadows cost ({clients} client{'s' * (clients > 1)})"
-        if (on := p50.get((DEFAULT.name, clients))) and (
-            off := p50.get((NO_SHADOWS.name, clients))
-        ):
-            kept = (
-                run.cells[DEFAULT.name, clients].throughput
-                / run.cells[NO_SHADOWS.name, clients].throughput
-            )
-            measured = (
-                f"p50 {on - off:+.2f} ms ({100 * (on / off - 1):+.0f}%: {on:.2f} vs "
-                f"{off:.2f} ms); throughput {kept:.2f}x"
-            )
-            rows.append([target, measured, "no target"])
-        else:
-            rows.append([target, "no answers", "-"])
+    target = "what shadows cost (32 clients)"
+    if (on := p50.get((DEFAULT.name, 32))) and (off := p50.get((NO_SHADOWS.name, 32))):
+        kept = run.cells[DEFAULT.name, 32].throughput / run.cells[NO_SHADOWS.name, 32].throughput
+        measured = (
+            f"p50 {on - off:+.2f} ms ({100 * (on / off - 1):+.0f}%: {on:.2f} vs "
+            f"{off:.2f} ms); throughput {kept:.2f}x"
+        )
+        rows.append([target, measured, "no target"])
+    else:
+        rows.append([target, "no answers", "-"])
     return rows
+
+
+def alternated_pair(run: Run, on: ServerConfig, off: ServerConfig) -> TransportCost | None:
+    """`on` against `off` from the one-client alternated blocks."""
+    blocks = run.transports.blocks_ms
+    return alternated_cost(blocks[ALTERNATED.index(on)], blocks[ALTERNATED.index(off)])
 
 
 def transport_cost(run: Run, config: ServerConfig, clients: int) -> TransportCost | None:
     """`config`'s event transport against the event log off: one client from the alternated
     blocks (the target's measure), more from the grid's cells."""
     if clients == 1:
-        blocks = run.transports.blocks_ms
-        on, off = (blocks[TRANSPORT_SERVERS.index(c)] for c in (config, NO_EVENT_LOG))
-        return alternated_cost(on, off)
+        return alternated_pair(run, config, NO_EVENT_LOG)
     return rounds_cost(run.cells[config.name, clients], run.cells[NO_EVENT_LOG.name, clients])
 
 
@@ -421,11 +500,13 @@ def server_rows(run: Run) -> list[list[object]]:
         stopped = "yes" if s["port_freed"] else "**no: port still bound**"
         if s["stray_killed"]:
             stopped += f" ({s['stray_killed']} leftover processes killed)"
+        counted = [f"{s[k]:,.0f}" for k in ("served", "write_errors", "shadows_skipped")]
+        if c.bare:  # no metrics of its own
+            counted = ["-"] * 3
         rows.append(
             [c.name, "on" if c.batching else "off", c.event_log_label]
-            + [", ".join(DEFAULT_SHADOWS) if c.shadows else "none", f"{s['served']:,.0f}"]
-            + [f"{s['events']:,}" if c.event_log else "-", f"{s['write_errors']:.0f}"]
-            + [logged, stopped]
+            + [", ".join(DEFAULT_SHADOWS) if c.shadows else "none", counted[0]]
+            + [f"{s['events']:,}" if c.event_log else "-", *counted[1:], logged, stopped]
         )
     return rows
 
@@ -457,7 +538,7 @@ def render(run: Run) -> str:
     ]
     server_headers = (
         "configuration, batching, event log, shadow models, instances served, events written, "
-        "event-log write errors, server log errors, stopped and port freed"
+        "event-log write errors, shadows skipped, server log errors, stopped and port freed"
     ).split(", ")
     grid_headers = (
         "configuration, clients, answered 200, not 200, p50 ms, p99 ms, req/s, mean batch, "
@@ -467,6 +548,9 @@ def render(run: Run) -> str:
         "configuration, event log, clients, measured in, answered 200, not 200, p50 ms, p99 ms, "
         "p50 / p50 with event log off, noise, status"
     ).split(", ")
+    anchor_headers = ("server, clients, p50 ms, p99 ms, req/s, p50 alternated ms, not 200").split(
+        ", "
+    )
     redis = run.redis
     streams = "; ".join(f"{name} XLEN {n:,}" for name, n in redis["streams"].items())
     lines = [
@@ -486,7 +570,11 @@ def render(run: Run) -> str:
         f"each with one worker and its own BENTOML_HOME (the model store linked in); "
         f"max_batch_size {s.max_batch_size}, max_latency_ms {s.max_latency_ms}, "
         f"inference_batch {s.inference_batch}; onnxruntime threads {s.intra_op_threads} "
-        f"intra-op, {s.inter_op_threads} inter-op, in the servers and in session.run",
+        f"intra-op, {s.inter_op_threads} inter-op, in the servers and in session.run; "
+        "the `bare server` (benchmarks/bare_server.py): the same OnnxClassifier over the "
+        "primary's bundle, threads as above, in one async Starlette endpoint on uvicorn "
+        f"{uvicorn.__version__} (its defaults, access log on), no BentoML, no batching, "
+        "no shadows, no event log",
         "- Clients: asyncio in this process, one keep-alive HTTP/1.1 connection per concurrent "
         "caller (benchmarks/keepalive.py), each sending its next request once the last is "
         "answered; latency is measured by the client, so it includes the client's own time "
@@ -534,6 +622,16 @@ def render(run: Run) -> str:
         "",
         markdown_table(transport_headers, transport_rows(run)),
         "",
+        "### Against a bare onnxruntime server",
+        "",
+        "What a user could write without BentoML (`bare server`), next to shiftwatch without "
+        "shadows and with the default ones: p50, p99 and throughput from the grid's cells; "
+        "at one client also the p50 from the alternated blocks "
+        f"({b.transport_cycles} cycles of {b.transport_block} requests to each of "
+        f"{', '.join(c.name for c in ALTERNATED)} in turn), which the one-client targets use.",
+        "",
+        markdown_table(anchor_headers, anchor_rows(run)),
+        "",
         "### Targets",
         "",
         markdown_table(["target", "measured", "status"], target_rows(run)),
@@ -550,6 +648,7 @@ def render(run: Run) -> str:
 def serve_and_measure(
     work: Path,
     models: Path,
+    anchor_env: dict[str, str],
     settings: ServiceSettings,
     max_tokens: int,
     body: bytes,
@@ -564,6 +663,7 @@ def serve_and_measure(
     Args:
         work: a scratch folder for the servers' homes, logs and event logs, and Redis's data.
         models: the model store's folder, linked into each server's home.
+        anchor_env: the bare server's environment (`bare_env`).
     """
     servers: dict[str, Server] = {}
     facts: dict[str, dict] = {c.name: {} for c in CONFIGS}
@@ -574,10 +674,14 @@ def serve_and_measure(
             redis_server.start()
         redis_pid = redis_server.process.pid
         for config in CONFIGS:
-            events = work / config.folder / "events"
-            env = server_env(config, settings, max_tokens, events, redis_server.url)
+            folder = work / config.folder
+            if config.bare:
+                with signals_deferred():
+                    servers[config.name] = Server.start_bare(config.name, anchor_env, folder)
+                continue
+            env = server_env(config, settings, max_tokens, folder / "events", redis_server.url)
             with signals_deferred():
-                servers[config.name] = Server.start(config.name, env, work / config.folder, models)
+                servers[config.name] = Server.start(config.name, env, folder, models)
         console.print(f"started {len(servers)} servers and redis-server on {HOST}; waiting")
         deadline = time.monotonic() + READY_TIMEOUT_S
         for server in servers.values():
@@ -593,6 +697,7 @@ def serve_and_measure(
         for name, server in servers.items():
             facts[name]["served"] = server.metric(f"{BATCH_SIZE}_sum")
             facts[name]["write_errors"] = server.metric("shiftwatch_event_log_write_errors_total")
+            facts[name]["shadows_skipped"] = server.metric("shiftwatch_shadow_skipped_total")
     finally:
         with signals_deferred():  # a second Ctrl-C must not leave a server running
             for name, server in servers.items():
@@ -684,6 +789,7 @@ def main(
         cells, raw, livez, transports, facts, redis, load = serve_and_measure(
             Path(work),
             primary.path.parents[1],  # <store>/models/<name>/<version> -> <store>/models
+            bare_env(settings, primary, bundles[settings.primary_name][1]),
             settings,
             max_tokens,
             body,

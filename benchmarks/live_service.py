@@ -1,4 +1,5 @@
-"""Real `bentoml serve` processes on loopback for benchmarks, and the HTTP load that drives them.
+"""Real `bentoml serve` processes (and the bare onnxruntime server) on loopback for benchmarks,
+and the HTTP load that drives them.
 
 A server runs in its own session with its own BENTOML_HOME (the model store linked in):
 BentoML wipes `$BENTOML_HOME/prometheus_multiproc_dir` when a server starts, and every
@@ -115,12 +116,14 @@ def port_is_free(port: int) -> bool:
 
 @dataclass
 class Server:
-    """One `bentoml serve service.service:Shiftwatch` process started by this benchmark."""
+    """One server process started by this benchmark: `bentoml serve
+    service.service:Shiftwatch` (`start`), or the bare onnxruntime server (`start_bare`)."""
 
     name: str
     process: subprocess.Popen
     port: int
     log_path: Path
+    metrics: bool = True  # it answers /metrics with the service's series
     family: dict[int, tuple[float, int]] = field(default_factory=dict)  # last seen processes
     stray_killed: int = 0  # processes still alive after the server exited, killed by pid
 
@@ -130,7 +133,7 @@ class Server:
 
     @classmethod
     def start(cls, name: str, env: dict[str, str], workdir: Path, models: Path) -> Server:
-        """Start the server on a free loopback port (not yet ready; see `wait_ready`).
+        """Start the service on a free loopback port (not yet ready; see `wait_ready`).
 
         Args:
             env: variables on top of this process's environment.
@@ -140,18 +143,32 @@ class Server:
         home = workdir / "bentoml_home"
         home.mkdir(parents=True, exist_ok=True)
         (home / "models").symlink_to(models.resolve(), target_is_directory=True)
+        command = ["bentoml", "serve", "service.service:Shiftwatch"]
+        return cls._spawn(name, command, {**env, "BENTOML_HOME": str(home)}, workdir)
+
+    @classmethod
+    def start_bare(cls, name: str, env: dict[str, str], workdir: Path) -> Server:
+        """Start benchmarks/bare_server.py on uvicorn (env: its bundle and threads)."""
+        workdir.mkdir(parents=True, exist_ok=True)
+        command = ["uvicorn", "--factory", "benchmarks.bare_server:make_app"]
+        return cls._spawn(name, command, env, workdir, metrics=False)
+
+    @classmethod
+    def _spawn(
+        cls, name: str, module: list[str], env: dict[str, str], workdir: Path, metrics: bool = True
+    ) -> Server:
+        """`python -m <module...> --host HOST --port <free port>`, logging to workdir/serve.log."""
         log_path, port = workdir / "serve.log", free_port()
         with log_path.open("w") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "bentoml", "serve", "service.service:Shiftwatch"]
-                + ["--host", HOST, "--port", str(port)],
+                [sys.executable, "-m", *module, "--host", HOST, "--port", str(port)],
                 cwd=Path(__file__).resolve().parents[1],
-                env={**os.environ, **env, "BENTOML_HOME": str(home)},
+                env={**os.environ, **env},
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C reaches the benchmark, which stops it in order
             )
-        return cls(name, process, port, log_path)
+        return cls(name, process, port, log_path, metrics)
 
     def wait_ready(self, deadline: float) -> None:
         """Poll /readyz until 200; raise with the log's tail if the server exits or is late."""
@@ -217,7 +234,10 @@ class Server:
         return errors
 
     def metric(self, name: str) -> float:
-        """Sum over labels of one sample name (e.g. `..._count`) on the server's /metrics."""
+        """Sum over labels of one sample name (e.g. `..._count`) on the server's /metrics;
+        0 for a server without the service's metrics (the bare server)."""
+        if not self.metrics:
+            return 0.0
         text = httpx.get(f"{self.url}/metrics", timeout=10, trust_env=False).text
         return sum(
             sample.value
@@ -355,13 +375,12 @@ class Cell:
         self, server: Server, request: Request, clients: int, requests: int, seconds: float
     ) -> None:
         """One round: `drive` the server, with its CPU time and predict calls meanwhile."""
-        instances = server.metric(f"{BATCH_SIZE}_sum")
-        calls = server.metric(f"{BATCH_SIZE}_count")
+        batches = server.metric(f"{BATCH_SIZE}_sum"), server.metric(f"{BATCH_SIZE}_count")
         cpu = server.cpu_seconds()
         load = drive(server.port, request, clients, requests, seconds)
         self.server_cpu_s += server.cpu_seconds() - cpu
-        self.instances += server.metric(f"{BATCH_SIZE}_sum") - instances
-        self.predict_calls += server.metric(f"{BATCH_SIZE}_count") - calls
+        self.instances += server.metric(f"{BATCH_SIZE}_sum") - batches[0]
+        self.predict_calls += server.metric(f"{BATCH_SIZE}_count") - batches[1]
         self.latencies_ms += load.latencies_ms
         self.outcomes += load.outcomes
         if load.latencies_ms:

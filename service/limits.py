@@ -1,5 +1,5 @@
 """ASGI middleware in front of the APIs: body size (413), media type (415), malformed JSON (400),
-bearer token (401), and the count of every 4xx by reason. BentoML has no request-body limit of
+bearer token (401), and the count and log line of every 4xx by reason (service/rejections.py). BentoML has no request-body limit of
 its own.
 
 Only JSON is parsed: BentoML picks its deserializer by Content-Type, and its multipart/form one
@@ -14,7 +14,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 
 from service import metrics
-from service.rejections import start_request
+from service.rejections import RejectionLog, start_request
 
 Scope = dict
 Message = dict
@@ -28,6 +28,7 @@ class RequestLimits:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.feedback_token = feedback_token
+        self.rejection_log = RejectionLog()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -108,9 +109,11 @@ class RequestLimits:
 
         await self.app(scope, replay, watch)
         if 400 <= status < 500:
-            metrics.rejected.labels(
-                endpoint=endpoint, reason=holder.get("reason", "invalid_schema")
-            ).inc()
+            self._count(endpoint, status, holder.get("reason", "invalid_schema"))
+
+    def _count(self, endpoint: str, status: int, reason: str) -> None:
+        metrics.rejected.labels(endpoint=endpoint, reason=reason).inc()
+        self.rejection_log.rejected("POST", f"/{endpoint}", status, reason)
 
     async def _too_large(self, send: Send, endpoint: str, size: int) -> None:
         message = (
@@ -119,9 +122,10 @@ class RequestLimits:
         )
         await self._reject(send, endpoint, 413, "body_too_large", message)
 
-    @staticmethod
-    async def _reject(send: Send, endpoint: str, status: int, reason: str, message: str) -> None:
-        metrics.rejected.labels(endpoint=endpoint, reason=reason).inc()
+    async def _reject(
+        self, send: Send, endpoint: str, status: int, reason: str, message: str
+    ) -> None:
+        self._count(endpoint, status, reason)
         body = json.dumps({"error": message}).encode()
         await send(
             {

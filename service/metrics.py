@@ -101,6 +101,20 @@ event_transport_up = Gauge(
     labelnames=["backend"],
     multiprocess_mode="livemin",
 )
+shadow_skipped = Counter(
+    name="shiftwatch_shadow_skipped_total",
+    documentation="Sequences whose shadow models did not run, by reason (saturated: the "
+    "shadow worker's queue was full; shutdown: still waiting when the service stopped; error: "
+    "a shadow raised). Their prediction events name the shadows in skipped_shadows.",
+    labelnames=["reason"],
+)
+for _reason in ("saturated", "shutdown", "error"):
+    shadow_skipped.labels(reason=_reason)
+shadow_queue = Gauge(
+    name="shiftwatch_shadow_queue_sequences",
+    documentation="Answered sequences waiting for the shadow models (all workers).",
+    multiprocess_mode="livesum",
+)
 feedback_labels = Counter(
     name="shiftwatch_feedback_labels_total",
     documentation="Labels received on /feedback: accepted (first for the request) or duplicate.",

@@ -10,6 +10,7 @@ import numpy as np
 
 from service import metrics
 from service.schemas import Instance, Prediction
+from service.shadows import ShadowWork
 from shiftwatch.bundle import ModelBundle
 from shiftwatch.encoding import entropy, softmax
 from shiftwatch.events import ModelOutput, PredictionEvent
@@ -116,8 +117,12 @@ class Predictor:
             metrics.confidence.labels(model=model.name).observe(float(probs[row, best]))
         return outputs
 
-    def predict(self, instances: list[Instance]) -> tuple[list[Prediction], list[PredictionEvent]]:
-        """Answer every instance; also return one prediction event per instance.
+    def predict(
+        self, instances: list[Instance]
+    ) -> tuple[list[Prediction], list[PredictionEvent], ShadowWork | None]:
+        """Answer every instance: the answers, the prediction events complete now, and the
+        primary's sequences waiting for the shadow models (None without shadows), whose events
+        `run_shadows` completes.
 
         Instances are grouped by the model that answers them; within a model,
         sequences are batched by length (see `OnnxClassifier.predict`).
@@ -125,7 +130,8 @@ class Predictor:
         now = time.time()
         metrics.batch_size.observe(len(instances))
         answers: list[Prediction | None] = [None] * len(instances)
-        events: list[PredictionEvent | None] = [None] * len(instances)
+        events: list[PredictionEvent] = []
+        work = None
         groups: dict[str, list[int]] = {}
         for i, instance in enumerate(instances):
             groups.setdefault(instance.model or self.primary.name, []).append(i)
@@ -137,14 +143,7 @@ class Predictor:
             encoded, probs, embedding = self._run(model, tokens, encodings)
             metrics.input_long_words.inc(sum(encoded.clipped_words))  # once per instance
             outputs = self._outputs(model, probs, embedding)
-            shadow_outputs = [[] for _ in rows]
-            if model is self.primary:
-                for shadow in self.shadows:
-                    _, shadow_probs, shadow_embedding = self._run(shadow, tokens, encodings)
-                    for k, output in enumerate(
-                        self._outputs(shadow, shadow_probs, shadow_embedding)
-                    ):
-                        shadow_outputs[k].append(output)
+            group_events = []
             for k, i in enumerate(rows):
                 features = drift_features(
                     encoded.ids[k], model.bundle.tokenizer, model.bundle.meta.max_trained_length
@@ -160,12 +159,28 @@ class Predictor:
                     model=out.model,
                     model_version=out.model_version,
                 )
-                events[i] = PredictionEvent(
-                    **out.model_dump(),
-                    request_id=instances[i].request_id,
-                    timestamp=now,
-                    domain=instances[i].domain,
-                    features=features,
-                    shadows=shadow_outputs[k],
+                group_events.append(
+                    PredictionEvent(
+                        **out.model_dump(),
+                        request_id=instances[i].request_id,
+                        timestamp=now,
+                        domain=instances[i].domain,
+                        features=features,
+                    )
                 )
-        return answers, events  # type: ignore[return-value]
+            if model is self.primary and self.shadows:
+                shadow_names = [shadow.name for shadow in self.shadows]
+                work = ShadowWork(tokens, encodings, group_events, shadow_names)
+            else:
+                events += group_events
+        return answers, events, work  # type: ignore[return-value]
+
+    def run_shadows(self, work: ShadowWork) -> list[PredictionEvent]:
+        """Every shadow model on the primary's answered sequences; their events, completed."""
+        for shadow in self.shadows:
+            _, probs, embedding = self._run(shadow, work.texts, work.encodings)
+            for event, output in zip(
+                work.events, self._outputs(shadow, probs, embedding), strict=True
+            ):
+                event.shadows.append(output)
+        return work.events

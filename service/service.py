@@ -22,10 +22,11 @@ from starlette.responses import JSONResponse
 
 from service import metrics
 from service.event_log import open_event_log
-from service.limits import RequestLimits
+from service.limits import LIMITED_PATHS, RequestLimits
 from service.predictor import Predictor, StartupError
-from service.rejections import reject
+from service.rejections import QuietClientErrors, reject
 from service.schemas import FeedbackItems, FeedbackReceipt, Instances, Predictions
+from service.shadows import ShadowWorker
 from shiftwatch.bundle import BundleError, ModelBundle, read_bundle
 from shiftwatch.events import LabelEvent
 from shiftwatch.settings import service_settings
@@ -110,6 +111,7 @@ class Shiftwatch:
 
     def __init__(self) -> None:
         self.ready = False
+        QuietClientErrors(LIMITED_PATHS).install()
         try:
             self.predictor = Predictor(stored_bundles(), SETTINGS)
         except StartupError as exc:
@@ -119,6 +121,9 @@ class Shiftwatch:
         # A label must be one that some loaded model can predict.
         self.labels = set().union(*(m.labels for m in self.predictor.models.values()))
         self.event_log = open_event_log(SETTINGS)
+        self.shadow_worker = ShadowWorker(
+            self.predictor.run_shadows, self.record, SETTINGS.shadow_queue
+        ).start()
         self.labelled: OrderedDict[str, None] = OrderedDict()  # recent request ids with a label
         self._drain_on_sigterm()
         self.ready = True
@@ -170,9 +175,15 @@ class Shiftwatch:
 
         signal.signal(signal.SIGTERM, on_sigterm)
 
+    def record(self, events: list) -> None:
+        """Hand events to the event log (when it is on)."""
+        if self.event_log is not None:
+            self.event_log.append(events)
+
     @bentoml.on_shutdown
     def shutdown(self) -> None:
         self.ready = False
+        self.shadow_worker.close()  # its events go to the event log, closed after it
         if self.event_log is not None:
             self.event_log.close()
 
@@ -184,9 +195,10 @@ class Shiftwatch:
     )
     def predict(self, instances: Instances) -> Predictions:
         """Classify 1..N sequences (`tokens` or `text`) with the primary or a named model."""
-        predictions, events = self.predictor.predict(instances)
-        if self.event_log is not None:
-            self.event_log.append(events)
+        predictions, events, shadow_work = self.predictor.predict(instances)
+        self.record(events)
+        if shadow_work is not None:  # the answer goes out now; the shadows run after it
+            self.shadow_worker.submit(shadow_work)
         return predictions
 
     @bentoml.api(route="/feedback")
@@ -208,8 +220,7 @@ class Shiftwatch:
             )
         metrics.feedback_labels.labels(result="accepted").inc(len(events))
         metrics.feedback_labels.labels(result="duplicate").inc(duplicates)
-        if self.event_log is not None:
-            self.event_log.append(events)
+        self.record(events)
         return FeedbackReceipt(accepted=len(events), duplicates=duplicates)
 
 

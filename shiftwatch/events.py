@@ -28,6 +28,10 @@ class PredictionEvent(ModelOutput):
     domain: str | None = None  # as supplied by the client
     features: dict[str, float]  # shiftwatch.features.drift_features of the encoded sequence
     shadows: list[ModelOutput] = Field(default_factory=list)
+    # Configured shadow models that did not run on this sequence (the service's shadow worker
+    # was saturated or stopping, or a shadow failed): empty when every shadow answered or
+    # none is configured. Events written before this field existed parse with it empty.
+    skipped_shadows: list[str] = Field(default_factory=list)
 
 
 class LabelEvent(BaseModel):

@@ -35,6 +35,10 @@ class ServiceSettings(BaseSettings):
         default_factory=lambda: ["research", "no_pe"]
     )
 
+    # Shadows run after the answer, on one background thread; beyond this many answered
+    # sequences waiting for them, new ones are logged with their shadows skipped (counted).
+    shadow_queue: int = Field(1024, ge=1)
+
     max_instances: int = Field(64, ge=1)  # sequences in one /predict request
     # Whitespace-separated words in one sequence (a request-size bound; a model's tokenizer
     # may make more or fewer ids of them, cut at its positional limit and counted).

@@ -9,6 +9,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from service.predictor import Predictor, StartupError
 from service.schemas import Instance, Instances
+from shiftwatch.events import PredictionEvent
 from shiftwatch.inference import OnnxClassifier
 from shiftwatch.settings import service_settings
 from tests.servers import TINY_NAMES
@@ -27,6 +28,12 @@ def predictor(tiny_store: dict, tiny_settings: None) -> Predictor:
     return Predictor(by_name(tiny_store), service_settings())
 
 
+def served(predictor: Predictor, batch: list[Instance]) -> tuple[list, list[PredictionEvent]]:
+    """The answers and every complete event, the shadows run as the service's worker runs them."""
+    answers, events, shadow_work = predictor.predict(batch)
+    return answers, events + (predictor.run_shadows(shadow_work) if shadow_work else [])
+
+
 def instances(tiny_dataset, n: int) -> list[Instance]:
     frame = tiny_dataset.split("test").head(n)
     return [
@@ -36,16 +43,16 @@ def instances(tiny_dataset, n: int) -> list[Instance]:
 
 
 def test_tokens_and_text_encode_alike(predictor: Predictor) -> None:
-    by_tokens, _ = predictor.predict([Instance(tokens=["mark_a", "w1", "mark_b", "mark_c"])])
-    by_text, _ = predictor.predict([Instance(text="mark_a  w1\tmark_b mark_c")])
+    by_tokens, _ = served(predictor, [Instance(tokens=["mark_a", "w1", "mark_b", "mark_c"])])
+    by_text, _ = served(predictor, [Instance(text="mark_a  w1\tmark_b mark_c")])
     assert by_tokens[0].probabilities == pytest.approx(by_text[0].probabilities, abs=1e-7)
 
 
 def test_batched_equals_one_by_one(predictor: Predictor, tiny_dataset) -> None:
     batch = instances(tiny_dataset, 30)
-    together, _ = predictor.predict(batch)
+    together, _ = served(predictor, batch)
     for instance, answer in zip(batch, together, strict=True):
-        alone, _ = predictor.predict([instance])
+        alone, _ = served(predictor, [instance])
         assert alone[0].label == answer.label
         assert alone[0].probabilities == pytest.approx(answer.probabilities, abs=1e-6)
 
@@ -55,7 +62,7 @@ def test_answers_equal_direct_onnxruntime(
 ) -> None:
     bundle, _ = tiny_store["baseline"]
     batch = instances(tiny_dataset, 12)
-    answers, _ = predictor.predict(batch)
+    answers, _ = served(predictor, batch)
     classifier = OnnxClassifier.from_bundle(bundle, prefer_gpu=False)
     for instance, answer in zip(batch, answers, strict=True):
         ids = bundle.tokenizer.encode([instance.sequence]).ids[0]
@@ -73,18 +80,24 @@ def _pad(ids: list[int]):
 
 
 def test_shadows_go_to_events_only(predictor: Predictor, tiny_dataset) -> None:
-    answers, events = predictor.predict(instances(tiny_dataset, 5))
+    answers, ready, shadow_work = predictor.predict(instances(tiny_dataset, 5))
     assert {a.model for a in answers} == {PRIMARY}
+    # The answers are complete before any shadow runs: the primary's events wait for them.
+    assert ready == [] and shadow_work is not None
+    assert all(e.shadows == [] for e in shadow_work.events)
+    events = predictor.run_shadows(shadow_work)
     for answer, event in zip(answers, events, strict=True):
         assert event.request_id == answer.request_id and event.model == PRIMARY
         assert [s.model for s in event.shadows] == [RESEARCH, NO_PE]
+        assert event.skipped_shadows == []
         assert event.features["length"] > 0 and len(event.embedding) > 0
         assert event.domain is not None
 
 
 def test_named_model_answers_without_shadows(predictor: Predictor) -> None:
-    answers, events = predictor.predict([Instance(text="kw0_1 w2", model=RESEARCH)])
-    assert answers[0].model == RESEARCH and events[0].shadows == []
+    answers, events, shadow_work = predictor.predict([Instance(text="kw0_1 w2", model=RESEARCH)])
+    assert answers[0].model == RESEARCH and shadow_work is None
+    assert events[0].shadows == [] and events[0].skipped_shadows == []
 
 
 def counter(name: str, **labels: str) -> float:
@@ -93,7 +106,7 @@ def counter(name: str, **labels: str) -> float:
 
 def test_a_200_character_token_is_answered_and_counted(predictor: Predictor) -> None:
     before = counter("shiftwatch_input_long_words_total")
-    answers, events = predictor.predict([Instance(tokens=["mark_a", "w" * 200, "mark_b"])])
+    answers, events = served(predictor, [Instance(tokens=["mark_a", "w" * 200, "mark_b"])])
     assert answers[0].label in predictor.primary.labels
     assert events[0].features["length"] == 3.0  # clipped to 100 characters, one <unk>
     assert counter("shiftwatch_input_long_words_total") == before + 1
@@ -105,9 +118,9 @@ def test_a_sequence_past_the_positional_limit_is_cut_there_and_counted(
     monkeypatch.setenv("SHIFTWATCH_MAX_TOKENS", "200")  # a request limit above the models' 96
     service_settings.cache_clear()
     before = counter("shiftwatch_input_truncated_total", model=PRIMARY)
-    answers, events = predictor.predict([Instance(tokens=["w1"] * 96 + ["w2"] * 4)])
+    answers, events = served(predictor, [Instance(tokens=["w1"] * 96 + ["w2"] * 4)])
     assert events[0].features["length"] == 96.0  # the tiny models' limit
-    cut, _ = predictor.predict([Instance(tokens=["w1"] * 96)])
+    cut, _ = served(predictor, [Instance(tokens=["w1"] * 96)])
     assert answers[0].probabilities == pytest.approx(cut[0].probabilities, abs=1e-6)
     assert counter("shiftwatch_input_truncated_total", model=PRIMARY) == before + 1
 

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 import time
+from collections import Counter
 
 import bentoml
 import httpx
 import numpy as np
 import pytest
 
+from service.rejections import LOG_LINES, LOG_PERIOD_SECONDS
 from shiftwatch.inference import OnnxClassifier
 from tests.servers import TINY_NAMES, logged_events, settled_events
 
 pytestmark = pytest.mark.slow
 PRIMARY = TINY_NAMES["baseline"]
+JSON_HEADERS = {"content-type": "application/json"}
 
 
 def event_lines(live_server: dict) -> list[dict]:
@@ -96,6 +101,46 @@ def test_bad_input_gets_its_4xx_and_message(
     assert message in response.text
     after = settled_events(live_server["events"])
     assert len(after) == before, "a rejected request reached the event log"
+
+
+FLOOD = 1000  # invalid requests
+LEFT_OUT = re.compile(r"\((\d+) earlier rejections not logged")
+
+
+def test_a_flood_of_invalid_requests_leaves_few_log_lines_and_no_traceback(
+    live_server: dict,
+) -> None:
+    log = live_server["log"]
+    start = log.stat().st_size
+    bodies = [  # three reasons: a schema error, a limit, malformed JSON
+        b'{"wrong": 1}',
+        json.dumps({"instances": [{"tokens": ["a"] * 97}]}).encode(),
+        b'{"instances": [',
+    ]
+    started = time.monotonic()
+    with httpx.Client(base_url=live_server["url"], headers=JSON_HEADERS) as http:
+        statuses = Counter(
+            http.post("/predict", content=bodies[i % 3]).status_code for i in range(FLOOD)
+        )
+        # Past the rate limit's period, one more rejection is logged, with the count of
+        # those left out (earlier tests' rejections may have used this period's lines).
+        time.sleep(LOG_PERIOD_SECONDS)
+        statuses[http.post("/predict", content=bodies[0]).status_code] += 1
+    periods = math.ceil((time.monotonic() - started) / LOG_PERIOD_SECONDS) + 1
+    assert statuses == {400: FLOOD + 1}
+    time.sleep(0.5)  # the server's last lines reach its log
+    lines = log.read_bytes()[start:].decode().splitlines()
+    assert not [line for line in lines if "Traceback" in line or "Exception on" in line]
+    reasons = re.compile(
+        r"rejected POST /predict: 400 (invalid_schema|too_many_tokens|malformed_json)"
+    )
+    rejected = [line for line in lines if "rejected" in line]
+    assert rejected and all(reasons.search(line) for line in rejected), rejected
+    # Every rejection is a line or counted in a later line (earlier tests' may add to it).
+    left_out = [int(n) for line in rejected for n in LEFT_OUT.findall(line)]
+    assert "earlier rejections not logged" in rejected[-1], rejected[-1]
+    assert len(rejected) + sum(left_out) >= FLOOD + 1, rejected
+    assert len(lines) <= LOG_LINES * periods, lines[: 2 * LOG_LINES]
 
 
 def test_event_log_matches_requests(live_server: dict) -> None:
