@@ -15,8 +15,9 @@ from shiftwatch.inference import INPUT_NAMES, OUTPUT_NAMES, OnnxClassifier
 from training.model import SequenceClassifier
 
 log = logging.getLogger(__name__)
-# Ops that would mean a fused fast path slipped into the graph.
-FORBIDDEN_OPS = {"Attention", "MultiHeadAttention", "NestedTensor"}
+# What each encoder layer's attention must export to (training.model.SelfAttention):
+# onnxruntime's fused kernel; a Softmax in the graph would mean it fell apart into small ops.
+ATTENTION_OP = ("com.microsoft", "MultiHeadAttention")
 
 
 class ParityError(RuntimeError):
@@ -27,7 +28,8 @@ def export_onnx(model: SequenceClassifier, path: Path, opset: int) -> None:
     """Export with dynamic batch and sequence axes and check the result.
 
     Output names `logits` and `pooled` are not internal value names of the graph
-    (a clash makes the dynamo exporter write an invalid model).
+    (a clash makes the dynamo exporter write an invalid model). Each layer's attention
+    must come out as one onnxruntime MultiHeadAttention node.
     """
     model.eval()
     # The exporter warns at length about optional torchvision ops this model never uses.
@@ -51,9 +53,13 @@ def export_onnx(model: SequenceClassifier, path: Path, opset: int) -> None:
         )
     exported = onnx.load(str(path))
     onnx.checker.check_model(exported, full_check=True)
-    fast_path = {n.op_type for n in exported.graph.node} & FORBIDDEN_OPS
-    if fast_path:
-        raise RuntimeError(f"exported graph contains fast-path ops {sorted(fast_path)}")
+    ops = [(node.domain, node.op_type) for node in exported.graph.node]
+    fused, layers = ops.count(ATTENTION_OP), model.config.n_layers
+    if fused != layers or ("", "Softmax") in ops:
+        raise RuntimeError(
+            f"expected {layers} fused {ATTENTION_OP[1]} nodes and no Softmax, got {fused} "
+            f"and {ops.count(('', 'Softmax'))}"
+        )
 
 
 def _random_batches(

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import bentoml
 import numpy as np
+import onnx
 import pandas as pd
 import pytest
 import torch
@@ -27,6 +28,7 @@ from shiftwatch.data import Dataset
 from shiftwatch.encoding import pad_batch
 from shiftwatch.features import FEATURE_NAMES
 from shiftwatch.inference import OnnxClassifier, SequenceTooLongError, open_session
+from tests.conftest import TINY_MODEL
 from training.checkpoint import load_run
 from training.model import SequenceClassifier, variant_config
 
@@ -54,6 +56,13 @@ def test_parity_is_recorded_and_within_tolerance(tiny_bundle: ModelBundle) -> No
     assert parity["argmax_agreement"] == 1.0
     assert parity["max_batch_independence_diff"] <= 1e-5
     assert parity["lengths"] == [1, 96]
+
+
+def test_attention_is_one_fused_node_per_layer(tiny_bundle: ModelBundle) -> None:
+    for path in (tiny_bundle.model_path, tiny_bundle.quantized_model_path):
+        ops = [(node.domain, node.op_type) for node in onnx.load(str(path)).graph.node]
+        assert ops.count(("com.microsoft", "MultiHeadAttention")) == TINY_MODEL["n_layers"]
+        assert ("", "Softmax") not in ops  # no unfused attention left over
 
 
 def test_onnx_matches_torch_on_real_padded_data(
