@@ -173,8 +173,8 @@ def op_profile_lines(profiles: dict[str, OpProfile], top: int = 12) -> list[str]
         "",
         f"Matrix multiplications (plain, fused or quantised) are {100 * matmul:.0f}% of fp32 "
         f"kernel time and {100 * int8.share(MATMUL_OPS):.0f}% of int8's; the rest is "
-        "elementwise (bias, residual and mask Adds), layout (Transpose, Reshape, Split), "
-        "normalisation and softmax operators.",
+        "the fused attention (MultiHeadAttention, one node per layer), elementwise (bias and "
+        "residual Adds), layout (Reshape, Split) and normalisation operators.",
     ]
 
 
