@@ -71,7 +71,22 @@ WAL_LIMIT_BYTES = 8 * 2**20  # the write-ahead log is truncated to this after a 
 def probability_blob(probabilities: dict[str, float]) -> bytes:
     """An output's class probabilities as float32 bytes, in sorted label order (the state
     knows no model's labels; `monitoring.estimation` puts them back in the bundle's order)."""
-    return array("f", [probabilities[k] for k in sorted(probabilities)]).tobytes()
+    return float32_blob([probabilities[k] for k in sorted(probabilities)])
+
+
+def float32_blob(values: list[float]) -> bytes:
+    """float32 bytes: a third of JSON's size and cost for an embedding or probabilities."""
+    return array("f", values).tobytes()
+
+
+def read_embedding(stored: bytes | str) -> list[float]:
+    """An output's embedding as stored: float32 bytes, or JSON text in a state file written
+    before they were bytes."""
+    return (
+        np.frombuffer(stored, dtype=np.float32).tolist()
+        if isinstance(stored, bytes)
+        else json.loads(stored)
+    )
 
 
 class MonitorState:
@@ -295,7 +310,7 @@ class MonitorState:
             output.confidence,
             output.entropy,
             features,
-            json.dumps(output.embedding),
+            float32_blob(output.embedding),
             probability_blob(output.probabilities),
         )
 
@@ -436,7 +451,9 @@ class MonitorState:
                 **{f: [] for f in FEATURE_NAMES}
             )
         features = pd.DataFrame([json.loads(f) for f in frame.pop("features")], index=frame.index)
-        embedding = pd.DataFrame([json.loads(e) for e in frame.pop("embedding")], index=frame.index)
+        embedding = pd.DataFrame(
+            [read_embedding(e) for e in frame.pop("embedding")], index=frame.index
+        )
         embedding.columns = [f"embedding_{i}" for i in embedding.columns]
         return pd.concat([frame, features, embedding], axis=1)
 

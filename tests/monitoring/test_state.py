@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -114,3 +115,10 @@ def test_retention_expires_unlabeled_predictions_and_unmatched_labels(state: Mon
     assert c["labels_unmatched"] == 1  # "ghost"
     assert state.pending_labels() == 1  # only "new" waits
     assert state.window("baseline", 10, 1000)["ts"].tolist() == [100.0]
+
+
+def test_embeddings_read_back_from_bytes_and_from_older_json_text() -> None:
+    from monitoring.state import float32_blob, read_embedding
+
+    assert read_embedding(float32_blob([1.0, -2.5, 0.125])) == [1.0, -2.5, 0.125]
+    assert read_embedding(json.dumps([1.0, -2.5])) == [1.0, -2.5]  # a state file from before
