@@ -57,7 +57,8 @@ class MonitorSettings(BaseSettings):
     # ...or sooner, oldest first and counted, when the state outgrows these bounds. The bytes
     # are the database's pages in use; its write-ahead log adds at most ~8 MiB after each
     # checkpoint. 128 MiB is half the manifests' 256Mi monitor-state volume. At the measured
-    # ~1.5 KB a request (a primary and two shadows; docs/benchmarks.md, soak), the bytes bind
+    # ~1.5 KB a request (a primary and two shadows; docs/benchmarks.md, soak, measured before
+    # embeddings were stored as float32 bytes: less now), the bytes bind
     # first: about 90,000 requests, so labels later than that many requests find no prediction.
     state_max_requests: int = Field(250_000, ge=100)
     state_max_bytes: int = Field(128 * 2**20, ge=2**20)
