@@ -83,18 +83,21 @@ class Calibration:
             return window
         return window[~np.isnan(window_probabilities(window, self.labels)).any(axis=1)]
 
-    def estimates(self, window: pd.DataFrame) -> dict[str, float]:
-        """ATC (both scores) and DoC on `window` rows (columns of `MonitorState.window`)."""
-        scores = window_scores(window, window_probabilities(window, self.labels), self.temperature)
+    def scores(self, window: pd.DataFrame) -> dict[str, np.ndarray]:
+        """The calibrated scores of `window` rows (columns of `MonitorState.window`), computed
+        once for `estimates` and `interval`."""
+        return window_scores(window, window_probabilities(window, self.labels), self.temperature)
+
+    def estimates(self, scores: dict[str, np.ndarray]) -> dict[str, float]:
+        """ATC (both scores) and DoC from a window's `scores`."""
         out = {name: est.atc(self.thresholds[name], scores[name]) for name in SCORES}
         out["doc"] = est.doc(
             self.reference_accuracy, self.reference_confidence, scores["confidence"]
         )
         return out
 
-    def interval(self, name: str, window: pd.DataFrame) -> tuple[float, float]:
-        """5-95% of the ATC estimate over the bootstrapped thresholds."""
-        scores = window_scores(window, window_probabilities(window, self.labels), self.temperature)
+    def interval(self, name: str, scores: dict[str, np.ndarray]) -> tuple[float, float]:
+        """5-95% of the ATC estimate over the bootstrapped thresholds, from a window's `scores`."""
         shares = est.atc(self.bootstrap_thresholds[name], scores[name])
         return float(np.quantile(shares, 0.05)), float(np.quantile(shares, 0.95))
 
@@ -129,11 +132,17 @@ def window_estimates(
     with `error` = paired − `live` (accuracy on those same rows); none from fewer than
     `minimum` rows. `agreed`: the agreement estimate on all and on labeled rows."""
     frame, labeled = calibration.usable(frame), calibration.usable(labeled)
-    on_all, on_labeled = {}, {}
-    for rows, out, agreement in ((frame, on_all, agreed[0]), (labeled, on_labeled, agreed[1])):
+    on_all, on_labeled, intervals = {}, {}, {}
+    for rows, out, agreement, with_intervals in (
+        (frame, on_all, agreed[0], True),
+        (labeled, on_labeled, agreed[1], False),
+    ):
         if len(rows) >= minimum:
-            out.update(calibration.estimates(rows))
+            scores = calibration.scores(rows)
+            out.update(calibration.estimates(scores))
             out["bbse"] = calibration.label_shift(rows).implied_accuracy
+            if with_intervals:  # the exported estimate's uncertainty (all rows)
+                intervals = {name: list(calibration.interval(name, scores)) for name in SCORES}
         if agreement is not None:
             out["agreement"] = agreement
     estimates = {}
@@ -144,8 +153,8 @@ def window_estimates(
             "paired": paired,
             "error": None if paired is None else paired - live,
         }
-        if name in SCORES and name in on_all:
-            estimates[name]["interval"] = list(calibration.interval(name, frame))
+        if name in intervals:
+            estimates[name]["interval"] = intervals[name]
     return estimates
 
 

@@ -49,7 +49,8 @@ def test_estimates_are_within_3_points_of_realised_accuracy_in_domain(tiny_store
         }
     )
     assert reference.calibration.calibrated
-    estimates = reference.calibration.estimates(window)
+    calibration = reference.calibration
+    estimates = calibration.estimates(calibration.scores(window))
     # Sampling noise alone: the reference accuracy (1000 rows at ~85%) has a standard error
     # of 1.1 points, the live one (3000 rows) 0.6, and the threshold rests on ~150 reference
     # errors (its bootstrap 5-95% interval spans ~5 points of estimate for this model).

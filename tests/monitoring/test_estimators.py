@@ -69,7 +69,7 @@ def test_confidence_estimators_follow_a_calibrated_model_under_covariate_shift()
     realised = float((win_probs.argmax(1) == win_labels).mean())
     reference_accuracy = float((ref_probs.argmax(1) == ref_labels).mean())
     assert reference_accuracy - realised > 0.2  # a real fall to estimate
-    estimates = calibration.estimates(frame(win_probs, win_labels))
+    estimates = calibration.estimates(calibration.scores(frame(win_probs, win_labels)))
     # DoC is unbiased for a calibrated model: noise only (~1 point at these sizes).
     assert estimates["doc"] == pytest.approx(realised, abs=0.02)
     # ATC is not: its threshold sits low (a 90% share of rows lies above it), and when the
@@ -93,7 +93,9 @@ def test_atc_is_exact_when_its_score_separates_right_from_wrong() -> None:
     window = mix(0.6, 2000)
     realised = float((window["label"] == window["predicted_label"]).mean())
     for name in ("atc_max_confidence", "atc_negative_entropy"):
-        assert calibration.estimates(window)[name] == pytest.approx(realised, abs=1e-9)
+        assert calibration.estimates(calibration.scores(window))[name] == pytest.approx(
+            realised, abs=1e-9
+        )
 
 
 def test_calibration_is_cross_fitted_and_bootstrapped() -> None:
@@ -111,9 +113,9 @@ def test_a_reference_without_probabilities_gives_uncalibrated_estimates() -> Non
     reference = frame(probs, labels).drop(columns=probability_columns(len(LABELS)))
     calibration = Calibration.fit(reference, LABELS)
     assert not calibration.calibrated and calibration.temperature == 1.0
-    assert calibration.estimates(reference)["atc_max_confidence"] == pytest.approx(
-        calibration.reference_accuracy, abs=0.01
-    )
+    assert calibration.estimates(calibration.scores(reference))[
+        "atc_max_confidence"
+    ] == pytest.approx(calibration.reference_accuracy, abs=0.01)
 
 
 def pure_label_shift(priors: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
