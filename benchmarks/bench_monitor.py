@@ -53,6 +53,7 @@ from benchmarks.report import (
 from monitoring.drift import DriftConfig, compute_drift
 from shiftwatch.bundle import read_bundle
 from shiftwatch.events import LabelEvent, PredictionEvent
+from shiftwatch.reference import load_reference
 
 DRIFT_TARGET_S = 1.0
 INGEST_TARGET = 5000.0  # events/s from file segments (DESIGN.md)
@@ -314,7 +315,7 @@ def main() -> None:
     args = parser.parse_args()
 
     bundle = read_bundle(args.bundle)
-    reference = bundle.load_reference()
+    reference = load_reference(bundle)
     cpu_start, wall = CpuSnapshot.now(), time.perf_counter()
     drift = time_drift(reference, args.window, args.repeats)
     estimates = time_estimates(reference, bundle.meta.labels, args.window, args.repeats)

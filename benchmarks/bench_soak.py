@@ -24,6 +24,7 @@ from service.file_segments import FileSegments
 from shiftwatch.bundle import read_bundle
 from shiftwatch.events import LabelEvent, ModelOutput, PredictionEvent
 from shiftwatch.features import FEATURE_NAMES
+from shiftwatch.reference import load_reference
 from shiftwatch.replay.stack import start_monitor
 
 MODELS = ("baseline", "research", "no_pe")
@@ -47,7 +48,7 @@ class Traffic:
     reference windows (outputs prepared once: the writer must outpace the monitor)."""
 
     def __init__(self, models_dir: Path, seed: int = 0, pool: int = 1000) -> None:
-        references = {m: read_bundle(models_dir / m).load_reference() for m in MODELS}
+        references = {m: load_reference(read_bundle(models_dir / m)) for m in MODELS}
         self.rng = np.random.default_rng(seed)
         self.labels = sorted(references["baseline"]["label"].unique())
         self.pool = []

@@ -20,6 +20,7 @@ from exports.staging import file_sha256
 from exports.store import ensure_registered
 from shiftwatch.bundle import BundleError, ModelBundle, probability_columns, read_bundle
 from shiftwatch.data import Dataset
+from shiftwatch.reference import load_reference
 from training.config import Profile
 from training.train import train_run
 
@@ -47,7 +48,7 @@ def current_bundle(models_dir: Path, name: str, run_dir: Path) -> ModelBundle | 
     fresh = source.get("checkpoint_sha256") == file_sha256(run_dir / "checkpoint.pt")
     # A bundle from before the calibration columns (label-free estimates) is exported again.
     calibrated = set(probability_columns(len(bundle.meta.labels))) <= set(
-        bundle.load_reference().columns
+        load_reference(bundle).columns
     )
     return bundle if fresh and calibrated else None
 

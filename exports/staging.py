@@ -17,6 +17,7 @@ from pathlib import Path
 
 from shiftwatch.bundle import BundleMeta, ModelBundle, read_bundle
 from shiftwatch.names import validate_model_name
+from shiftwatch.reference import load_reference
 
 
 def file_sha256(path: Path) -> str:
@@ -53,7 +54,7 @@ def staging_folder(models_dir: Path, name: str) -> Iterator[Path]:
 def publish_bundle(staging: Path, meta: BundleMeta, models_dir: Path) -> ModelBundle:
     """Write bundle.json, validate the staged bundle, and move it to `models_dir/<name>/`."""
     (staging / "bundle.json").write_text(meta.model_dump_json(indent=2))
-    read_bundle(staging)
+    load_reference(read_bundle(staging))  # the whole bundle, its reference window included
     target = models_dir / meta.name
     if target.exists():
         shutil.rmtree(target)

@@ -21,6 +21,7 @@ from monitoring.state import MonitorState
 from monitoring.stream_ingest import StreamError, StreamIngestor
 from shiftwatch.bundle import ModelBundle, read_bundle
 from shiftwatch.names import split_model_ref
+from shiftwatch.reference import load_reference
 from shiftwatch.streams import connect, label_stream, prediction_stream
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ class ModelReference:
 
     @classmethod
     def from_bundle(cls, name: str, bundle: ModelBundle) -> ModelReference:
-        frame = bundle.load_reference()
+        frame = load_reference(bundle)
         predictions = (
             dict(zip(frame["sequence_id"], frame["predicted_label"], strict=True))
             if "sequence_id" in frame

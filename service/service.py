@@ -125,6 +125,7 @@ class Shiftwatch:
             self.predictor.run_shadows, self.record, SETTINGS.shadow_queue
         ).start()
         self.labelled: OrderedDict[str, None] = OrderedDict()  # recent request ids with a label
+        self.last_request = time.monotonic()  # of /predict or /feedback: the drain's clock
         self._drain_on_sigterm()
         self.ready = True
         log.info(
@@ -153,8 +154,9 @@ class Shiftwatch:
         }
 
     def _drain_on_sigterm(self) -> None:
-        """SIGTERM: not ready at once, still serving for SHIFTWATCH_SHUTDOWN_DRAIN_SECONDS, then
-        uvicorn's own graceful shutdown (in-flight requests finish, the process exits).
+        """SIGTERM: not ready at once, still serving until requests stop arriving (none for
+        SHIFTWATCH_SHUTDOWN_QUIET_SECONDS) or SHIFTWATCH_SHUTDOWN_DRAIN_SECONDS have passed,
+        then uvicorn's own graceful shutdown (in-flight requests finish, the process exits).
 
         uvicorn has installed its handlers before the service starts; ours wraps its SIGTERM
         handler. A second SIGTERM skips the wait.
@@ -163,15 +165,26 @@ class Shiftwatch:
         if threading.current_thread() is not threading.main_thread() or not callable(previous):
             return  # not inside a server (e.g. constructed by a test): nothing to wrap
 
+        def drain(signum: int, frame) -> None:
+            deadline = time.monotonic() + SETTINGS.shutdown_drain_seconds
+            while (now := time.monotonic()) < deadline:
+                if now - self.last_request >= SETTINGS.shutdown_quiet_seconds:
+                    break
+                time.sleep(0.05)
+            log.info("SIGTERM: drained, stopping")
+            previous(signum, frame)
+
         def on_sigterm(signum: int, frame) -> None:
             if not self.ready:
                 previous(signum, frame)
                 return
             self.ready = False
-            log.info("SIGTERM: /readyz 503, draining for %.1f s", SETTINGS.shutdown_drain_seconds)
-            drain = threading.Timer(SETTINGS.shutdown_drain_seconds, previous, (signum, frame))
-            drain.daemon = True
-            drain.start()
+            log.info(
+                "SIGTERM: /readyz 503, draining until %.1f s without requests (at most %.1f s)",
+                SETTINGS.shutdown_quiet_seconds,
+                SETTINGS.shutdown_drain_seconds,
+            )
+            threading.Thread(target=drain, args=(signum, frame), daemon=True).start()
 
         signal.signal(signal.SIGTERM, on_sigterm)
 
@@ -195,6 +208,7 @@ class Shiftwatch:
     )
     def predict(self, instances: Instances) -> Predictions:
         """Classify 1..N sequences (`tokens` or `text`) with the primary or a named model."""
+        self.last_request = time.monotonic()
         predictions, events, shadow_work = self.predictor.predict(instances)
         self.record(events)
         if shadow_work is not None:  # the answer goes out now; the shadows run after it
@@ -204,6 +218,7 @@ class Shiftwatch:
     @bentoml.api(route="/feedback")
     def feedback(self, labels: FeedbackItems) -> FeedbackReceipt:
         """True labels for served request ids; the first label for an id wins."""
+        self.last_request = time.monotonic()
         for i, item in enumerate(labels):
             if item.label not in self.labels:
                 raise unknown_label_error(i, item.label, self.labels)

@@ -16,7 +16,6 @@ from typing import Literal
 
 import numpy as np
 import onnx
-import pandas as pd
 from onnx.external_data_helper import uses_external_data
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -156,9 +155,6 @@ class ModelBundle:
         path = self.path / QUANTIZED_FILE
         return path if path.exists() else None
 
-    def load_reference(self) -> pd.DataFrame:
-        return pd.read_parquet(self.path / "reference.parquet")
-
 
 def _external_locations(graph: onnx.GraphProto) -> set[str]:
     """Files named by tensors of `graph` (and its subgraphs) stored as external data."""
@@ -289,7 +285,9 @@ def read_bundle(path: Path | str) -> ModelBundle:
 
     Raises:
         BundleError: missing or extra file, bad JSON or bundle.json field, tokenizer hash
-            or size mismatch, reference columns, or ONNX inputs/outputs off-contract.
+            or size mismatch, or ONNX inputs/outputs off-contract. The reference window is
+            the monitor's and the exporter's: `shiftwatch.reference.load_reference` reads
+            and checks it (pandas and pyarrow, which the serving image does not carry).
     """
     path = Path(path)
     if not path.is_dir():
@@ -320,11 +318,4 @@ def read_bundle(path: Path | str) -> ModelBundle:
     check_onnx_io(path / "model.onnx", meta)
     if QUANTIZED_FILE in present:
         check_onnx_io(path / QUANTIZED_FILE, meta)
-    try:
-        columns = pd.read_parquet(path / "reference.parquet").columns
-    except Exception as exc:  # pyarrow raises several unrelated types for bad files
-        raise BundleError(f"{path / 'reference.parquet'} cannot be read: {exc}") from exc
-    absent = [c for c in reference_columns(meta.embedding_dims) if c not in columns]
-    if absent:
-        raise BundleError(f"{path / 'reference.parquet'} lacks columns {absent}")
     return ModelBundle(path, meta, tokenizer)

@@ -59,10 +59,13 @@ class ServiceSettings(BaseSettings):
     # the 503 of the batch queue (max_latency_ms) and the 30 s request timeout (504), an overload
     # is refused quickly instead of queueing without bound.
     max_concurrency: int = Field(32, ge=1)
-    # On SIGTERM: /readyz answers 503 at once while requests are still served for this long (so
-    # a load balancer stops routing here), then in-flight requests finish and the process exits.
-    # SIGINT (Ctrl-C) skips the wait. 0: no wait.
+    # On SIGTERM: /readyz answers 503 at once while requests are still served for at most this
+    # long (so a load balancer stops routing here), then in-flight requests finish and the
+    # process exits. SIGINT (Ctrl-C) skips the wait. 0: no wait.
     shutdown_drain_seconds: float = Field(5.0, ge=0)
+    # The drain ends early once no /predict or /feedback has arrived for this long: routing has
+    # stopped (or there was no traffic), so an idle service exits in about a second.
+    shutdown_quiet_seconds: float = Field(1.0, ge=0)
 
     intra_op_threads: int = Field(1, ge=1)  # onnxruntime threads per session.run
     inter_op_threads: int = Field(1, ge=1)

@@ -28,6 +28,7 @@ from shiftwatch.bundle import REQUIRED_FILES, ModelBundle, read_bundle
 from shiftwatch.encoding import pad_batch, softmax
 from shiftwatch.inference import GRAPH_OPTIMIZATION, OnnxClassifier
 from shiftwatch.metrics import classification_report
+from shiftwatch.reference import load_reference
 from shiftwatch.replay.stack import start_monitor, start_service
 from shiftwatch.tokenizer import TextTokenizer
 from tests.servers import wait_status
@@ -312,7 +313,7 @@ def test_imported_bundle_reads_back_with_the_reference_of_the_torch_model(
     }
     assert meta.max_trained_length == max(len(s) for s in ids)
 
-    reference = bundle.load_reference()
+    reference = load_reference(bundle)
     assert list(reference["label"]) == list(val["label"])
     assert list(reference["predicted_label"]) == [LABELS[i] for i in predicted]
     np.testing.assert_allclose(reference["confidence"], probs.max(axis=1), atol=1e-4)

@@ -133,4 +133,5 @@ def test_requests_and_feedback_show_up_in_status_metrics_and_report(
     report = httpx.get(monitor + "/report", params={"model": PRIMARY})
     assert report.status_code == 200 and report.headers["content-type"].startswith("text/html")
     assert "Drift in column 'length'" in report.text  # Evidently's own widget text
+    assert report.text.count('<link rel="icon" href="data:,">') == 1  # no /favicon.ico asked
     assert httpx.get(monitor + "/report", params={"model": "nope"}).status_code == 404
