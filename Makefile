@@ -20,7 +20,7 @@ setup: $(STAMP)
 # torch first, from the CPU wheel on disk (any other spec pulls a multi-GB CUDA build),
 # then the project with its dev extras, constrained to the image's lock so the tests run
 # the versions the container ships. Reruns when pyproject.toml or the lock changes.
-IMAGE_LOCK := deploy/python/image.lock.txt
+IMAGE_LOCK := deploy/python/monitor.lock.txt
 $(STAMP): pyproject.toml $(IMAGE_LOCK)
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
@@ -28,14 +28,18 @@ $(STAMP): pyproject.toml $(IMAGE_LOCK)
 	$(PY) -m pip install --quiet -e ".[dev]" -c $(IMAGE_LOCK)
 	touch $@
 
-# The image's pinned environments (CPU and GPU), from deploy/python/*.in, for Linux x86_64 and
-# Python 3.11 as in the bentofiles (3.11.7, the tests' interpreter; the images' python:3.11 is
-# newer, so no marker differs). Needs the package index; commit the result.
+# The images' pinned environments, from deploy/python/*.in, for Linux x86_64 and Python 3.11
+# (3.11.7, the tests' interpreter; no marker differs from the images' 3.11): the monitor image's
+# first, then the serving images' (CPU, GPU) under it, so both images pin the same versions.
+# Needs the package index; commit the result.
 LOCK_ARGS := --python-version 3.11.7 --python-platform x86_64-manylinux_2_28 --quiet
 .PHONY: lock
 lock: setup
-	$(VENV)/bin/uv pip compile deploy/python/image.in $(LOCK_ARGS) -o $(IMAGE_LOCK)
-	$(VENV)/bin/uv pip compile deploy/python/image-gpu.in $(LOCK_ARGS) -o deploy/python/image-gpu.lock.txt
+	$(VENV)/bin/uv pip compile deploy/python/monitor.in $(LOCK_ARGS) -o $(IMAGE_LOCK)
+	$(VENV)/bin/uv pip compile deploy/python/serving.in $(LOCK_ARGS) -c $(IMAGE_LOCK) \
+		-o deploy/python/serving.lock.txt
+	$(VENV)/bin/uv pip compile deploy/python/serving-gpu.in $(LOCK_ARGS) -c $(IMAGE_LOCK) \
+		-o deploy/python/serving-gpu.lock.txt
 
 # The real servers the tests run against (CI runs as root on a fresh Debian machine), each
 # Debian's package, installed once: prometheus and promtool (deploy/), redis-server (the fleet
@@ -49,7 +53,7 @@ servers:
 
 # pytest exits 5 when it collects no test: that is a failure here, never a pass.
 test: setup servers
-	$(PY) -m pytest -q -m "not reliability"; rc=$$?; \
+	$(PY) -m pytest -q -m "not reliability and not containers"; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 # Overload, monitor kill -9, SIGTERM under load (real processes under load, minutes each).
@@ -125,10 +129,45 @@ deployment-report: models $(DOCSTRINGS)/manifest.json
 clean:
 	rm -rf artifacts build
 
+# Container images (README "Deployment"). ENGINE: podman where it is installed, else docker.
+# `make image`: a Bento, then the serving image (IMAGE, `bentoml containerize`) and the monitor
+# image on top of it (MONITOR_IMAGE, deploy/images/monitor.Containerfile). BASE_IMAGE swaps the
+# bentofile's python:3.11-slim for one build: where no registry answers, `make base-image` first
+# and `make image BASE_IMAGE=shiftwatch-base:bookworm`.
+ENGINE ?= $(shell command -v podman >/dev/null 2>&1 && echo podman || echo docker)
+IMAGE ?= shiftwatch:latest
+MONITOR_IMAGE ?= shiftwatch-monitor:latest
+BASE_IMAGE ?=
+BASE_TAG := shiftwatch-base:bookworm
+.PHONY: image base-image standin-images container-engine test-containers bench-images
+image: models
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" deploy/images/build-images.sh $(ENGINE) $(IMAGE) $(MONITOR_IMAGE) $(BASE_IMAGE)
+
+# Debian 12 + Python 3.11 from Debian's packages (debootstrap, as root), trusting the host's CA
+# bundle: the base for a machine that cannot pull python:3.11-slim.
+base-image:
+	deploy/images/build-base.sh $(ENGINE) $(BASE_TAG)
+
+# Local stand-ins for the third-party images the compose files name (Redis, HAProxy, Prometheus),
+# built on that base from Debian's packages; deploy/compose.standins.yml selects them.
+standin-images:
+	@$(ENGINE) image inspect $(BASE_TAG) >/dev/null 2>&1 || $(MAKE) base-image
+	for name in redis haproxy prometheus; do \
+		$(ENGINE) build --network host --build-arg BASE_IMAGE=$(BASE_TAG) \
+			-f deploy/images/standins/$$name.Containerfile -t shiftwatch-standin-$$name:latest \
+			deploy/images/standins || exit 1; done
+
 # Benchmarks behind DESIGN.md's targets; each writes its own section of docs/benchmarks.md.
 # `make bench` runs them all in one go (~75 min on 2 cores, most of it the paper-profile
 # reproductions on both datasets); run it on an otherwise idle machine. Extra flags through BENCH_ARGS, e.g.
 # `make bench-inference BENCH_ARGS="--quick --threads 4"`.
+# Image sizes, a full rebuild's time, cold starts and the container's /predict p50 against the
+# same Bento on the host (podman; the Debian base where no registry answers; ~6 min).
+bench-images: setup models container-engine
+	export CONTAINERS_CONF=$(CONTAINERS_CONF_FILE); \
+	$(MAKE) standin-images ENGINE=podman && \
+	$(PY) -m benchmarks.bench_images --engine podman --base-image $(BASE_TAG) $(BENCH_ARGS)
+
 .PHONY: bench bench-inference bench-service bench-monitor bench-soak bench-estimation bench-reproduction bench-reproduction-docstrings
 bench: bench-inference bench-service bench-monitor bench-soak bench-estimation bench-reproduction bench-reproduction-docstrings
 
@@ -167,3 +206,24 @@ bench-reproduction: setup
 # The paper profile on the real docstring dataset against the same 30-min budget (~20 min).
 bench-reproduction-docstrings: setup $(DOCSTRINGS)/manifest.json
 	$(PY) -m benchmarks.bench_reproduction --profile paper --data $(DOCSTRINGS)
+
+# A container engine on a Debian machine, as root (CI's kind): podman with runc (crun refuses
+# hybrid cgroup layouts), netavark and aardvark-dns (service names resolve in a compose
+# network), catatonit (a pod's infra container), debootstrap (the Debian base) and chromium
+# (the /report test). tests/containers/containers.conf holds the engine settings it needs.
+CONTAINER_PACKAGES := podman runc netavark aardvark-dns catatonit debootstrap chromium
+CONTAINERS_CONF_FILE := $(CURDIR)/tests/containers/containers.conf
+container-engine:
+	@dpkg -s $(CONTAINER_PACKAGES) >/dev/null 2>&1 || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			$(CONTAINER_PACKAGES) >/dev/null; }
+
+# The deployment run for real (tests/containers, ~10 min on 2 cores with the images built;
+# more the first time: the default models and the Debian base): the images built from this
+# checkout on the Debian base with the stand-ins (what a machine without a registry can run),
+# then the single-machine stack, the fleet and the sidecar pod under podman.
+test-containers: setup models container-engine
+	export CONTAINERS_CONF=$(CONTAINERS_CONF_FILE); \
+	$(MAKE) standin-images image ENGINE=podman BASE_IMAGE=$(BASE_TAG) || exit 1; \
+	$(PY) -m pytest -q -m containers tests/containers; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test-containers: pytest collected no tests" >&2; exit 1; fi; exit $$rc

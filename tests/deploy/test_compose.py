@@ -17,6 +17,7 @@ import yaml
 from monitoring.settings import MonitorSettings
 from shiftwatch.settings import ServiceSettings
 from tests.deploy.tools import DEPLOY, setting_names
+from tests.test_dependency_rules import IMAGE_ENTRIES
 
 COMPOSE = DEPLOY / "docker-compose.yml"
 EVENTS = "/var/lib/shiftwatch/events"
@@ -43,16 +44,26 @@ def test_compose_file_is_valid_against_the_compose_spec(compose: dict) -> None:
     assert list(validator.iter_errors(broken))
 
 
-def test_service_and_monitor_run_one_image_and_the_monitor_overrides_the_entrypoint(
-    compose: dict,
-) -> None:
+def test_service_and_monitor_run_their_images_own_entrypoints(compose: dict) -> None:
+    """The serving image (the Bento: `bentoml serve`) and the monitor image built on it; no
+    override, so what the images run is what tests/containers ran. The monitor image's
+    entrypoint is the module the dependency test walks (tests/test_dependency_rules.py)."""
     service, monitor = compose["services"]["service"], compose["services"]["monitor"]
-    assert service["image"] == monitor["image"] == "${SHIFTWATCH_IMAGE:-shiftwatch:latest}"
-    assert "command" not in service and "entrypoint" not in service  # the Bento's: bentoml serve
-    shell, flag, script = monitor["entrypoint"]
-    assert (shell, flag) == ("sh", "-c")
-    assert shlex.split(script)[-4:] == ["python", "-m", "shiftwatch", "monitor"]
-    assert monitor["working_dir"] == "/home/bentoml/bento/src"  # the Bento's sources
+    assert service["image"] == "${SHIFTWATCH_IMAGE:-shiftwatch:latest}"
+    assert monitor["image"] == "${SHIFTWATCH_MONITOR_IMAGE:-shiftwatch-monitor:latest}"
+    for spec in (service, monitor):
+        assert not {"command", "entrypoint", "working_dir"} & set(spec)
+    containerfile = (DEPLOY / "images" / "monitor.Containerfile").read_text()
+    assert 'ENTRYPOINT ["/usr/local/bin/shiftwatch-monitor"]' in containerfile
+    assert "WORKDIR /home/bentoml/bento/src" in containerfile  # the Bento's sources
+    script = (DEPLOY / "images" / "monitor-entrypoint.sh").read_text()
+    assert shlex.split(script.strip().splitlines()[-1]) == [
+        "exec",
+        "python",
+        "-m",
+        IMAGE_ENTRIES["monitor"].removesuffix(".__main__"),
+        "$@",
+    ]
 
 
 def test_environment_names_are_real_settings(compose: dict) -> None:
@@ -77,7 +88,10 @@ def test_service_and_monitor_share_the_event_log_volume(compose: dict) -> None:
     for name in ("service", "monitor"):
         spec = compose["services"][name]
         assert spec["read_only"] is True
-        assert spec["environment"]["BENTOML_HOME"] in spec["tmpfs"], name
+        # under /tmp, the one tmpfs podman recreates writable when the container restarts
+        assert (
+            spec["environment"]["BENTOML_HOME"].startswith("/tmp/") and "/tmp" in spec["tmpfs"]
+        ), name
 
 
 def test_health_checks_and_start_order(compose: dict) -> None:

@@ -16,9 +16,10 @@ from tests.servers import ROOT
 
 PYTHON = DEPLOY / "python"
 IMAGES = {  # bentofile -> (ranges, lock)
-    ROOT / "bentofile.yaml": (PYTHON / "image.in", PYTHON / "image.lock.txt"),
-    DEPLOY / "bentofile.gpu.yaml": (PYTHON / "image-gpu.in", PYTHON / "image-gpu.lock.txt"),
+    ROOT / "bentofile.yaml": (PYTHON / "serving.in", PYTHON / "serving.lock.txt"),
+    DEPLOY / "bentofile.gpu.yaml": (PYTHON / "serving-gpu.in", PYTHON / "serving-gpu.lock.txt"),
 }
+MONITOR_LOCK = PYTHON / "monitor.lock.txt"  # the monitor image: the serving lock plus analytics
 
 
 def requirements(path) -> list[Requirement]:
@@ -68,7 +69,7 @@ def test_bentofile_installs_the_lock_and_resolves_nothing(bentofile) -> None:
 def test_the_tests_run_the_versions_the_image_ships() -> None:
     """`make setup` installs under the CPU lock; a drifted environment fails here, not in prod."""
     drifted = {}
-    for name, pinned in pins(PYTHON / "image.lock.txt").items():
+    for name, pinned in pins(MONITOR_LOCK).items():
         try:
             installed = version(name)
         except PackageNotFoundError:
@@ -76,3 +77,23 @@ def test_the_tests_run_the_versions_the_image_ships() -> None:
         if installed != pinned:
             drifted[name] = (pinned, installed)
     assert not drifted, f"installed differs from the lock (pinned, installed): {drifted}"
+
+
+def test_the_monitor_lock_extends_the_serving_lock_without_changing_it() -> None:
+    """The monitor image installs monitor.lock.txt over the serving image's packages: every
+    serving pin must be the monitor's too, or the install would swap the service's versions."""
+    serving, monitor = pins(PYTHON / "serving.lock.txt"), pins(MONITOR_LOCK)
+    changed = {n: (v, monitor.get(n)) for n, v in serving.items() if monitor.get(n) != v}
+    assert not changed, f"serving pin -> monitor pin: {changed}; run `make lock`"
+    own = [line for line in (PYTHON / "monitor.in").read_text().splitlines() if line[:1].isalpha()]
+    declared = project_ranges()
+    for req in map(Requirement, own):
+        name = canonicalize_name(req.name)
+        assert str(req.specifier) == declared[name]
+        assert req.specifier.contains(monitor[name]), f"{name}=={monitor[name]} not {req}"
+
+
+@pytest.mark.parametrize("bentofile", IMAGES, ids=lambda p: p.name)
+def test_the_serving_locks_carry_no_analytics_stack(bentofile) -> None:
+    pinned = pins(IMAGES[bentofile][1])
+    assert not {"pandas", "pyarrow", "evidently", "scipy", "scikit-learn", "plotly"} & set(pinned)

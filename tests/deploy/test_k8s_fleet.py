@@ -111,7 +111,7 @@ def test_overlay_builds_on_the_base_and_lists_every_file() -> None:
     used = set(kustomization["resources"]) | {p["path"] for p in kustomization["patches"]}
     assert {p.name for p in FLEET.glob("*.yaml")} - {"kustomization.yaml"} == used - {"../k8s"}
     # the overlay sets the image for the base's Deployment and its own alike
-    assert [i["name"] for i in kustomization["images"]] == ["shiftwatch"]
+    assert [i["name"] for i in kustomization["images"]] == ["shiftwatch", "shiftwatch-monitor"]
 
 
 @pytest.mark.parametrize("root", [BASE, FLEET], ids=["base", "fleet"])
@@ -173,9 +173,10 @@ def test_monitor_is_one_recreated_replica_with_its_state_on_a_claim(
     pvc = fleet["PersistentVolumeClaim", claim]
     assert pvc["spec"]["accessModes"] == ["ReadWriteOnce"]
     assert set(mounts.values()) == set(volumes)
-    # the sidecar's container, moved: same image, command, probes and security context
+    # the sidecar's container, moved: same image, probes and security context
     sidecar = containers(base["Deployment", "shiftwatch"])["monitor"]
-    for field in ("image", "command", "workingDir", "ports", "startupProbe", "livenessProbe"):
+    assert not {"command", "args", "workingDir"} & set(monitor)  # the image's own entrypoint
+    for field in ("image", "ports", "startupProbe", "livenessProbe"):
         assert monitor[field] == sidecar[field], field
     assert "readinessProbe" not in monitor
     assert monitor["securityContext"] == sidecar["securityContext"]

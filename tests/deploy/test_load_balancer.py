@@ -1,6 +1,6 @@
 """deploy/haproxy/haproxy.cfg, the balancer of docker-compose.fleet.yml, checked and run for real.
 
-haproxy is Debian's package, installed by `make test` (`make servers`). The run replaces only what Docker provides: Docker's DNS server (127.0.0.11) by a stub
+haproxy is Debian's package, installed by `make test` (`make servers`). The run replaces only what the engine provides: its DNS server (parse-resolv-conf) by a stub
 that answers the compose service name `service` with two loopback addresses, and the replicas
 by two small HTTP servers on those addresses whose /readyz can be turned off.
 """
@@ -127,11 +127,11 @@ def served_by(url: str, requests: int) -> list[str]:
 
 
 def local_config(dns_port: int, replica_port: int, lb_port: int) -> str:
-    """The config with Docker's addresses replaced by this test's, each exactly once."""
+    """The config with the engine's addresses replaced by this test's, each exactly once."""
     config = HAPROXY.read_text()
     for docker, local in (
         ("bind :3000", f"bind 127.0.0.1:{lb_port}"),
-        ("127.0.0.11:53", f"127.0.0.1:{dns_port}"),
+        ("parse-resolv-conf", f"nameserver stub 127.0.0.1:{dns_port}"),
         (" service:3000", f" service:{replica_port}"),
     ):
         assert config.count(docker) == 1, docker
