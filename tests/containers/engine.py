@@ -1,0 +1,172 @@
+"""The container engine and compose tool the container tests drive, as a user would.
+
+Podman by default (SHIFTWATCH_CONTAINER_ENGINE=docker for Docker), with podman-compose or
+`docker compose`. The images are those `make image` built (SHIFTWATCH_IMAGE,
+SHIFTWATCH_MONITOR_IMAGE); where no registry answers, the third-party images are the Debian
+stand-ins of `make standin-images`, chosen by the override files deploy/standins*.yml.
+
+Podman runs a container's health check from a systemd timer; where there is no systemd (CI's
+machine), nothing runs it. `HealthTicker` does what that timer does, `podman healthcheck run`
+every few seconds, so the compose files' own checks decide each container's health here too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.servers import ROOT
+
+DEPLOY = ROOT / "deploy"
+ENGINE = os.environ.get("SHIFTWATCH_CONTAINER_ENGINE", "podman")
+IMAGE = os.environ.get("SHIFTWATCH_IMAGE", "shiftwatch:latest")
+MONITOR_IMAGE = os.environ.get("SHIFTWATCH_MONITOR_IMAGE", "shiftwatch-monitor:latest")
+COMPOSE = [sys.executable, "-m", "podman_compose"] if ENGINE == "podman" else ["docker", "compose"]
+BENTO_UID = 1034  # the Bento image's user `bentoml`
+
+
+def engine(*args: str, timeout: float = 120, check: bool = True) -> str:
+    """Run the engine's CLI; its stdout. A failure raises with the engine's own message."""
+    result = subprocess.run(
+        [ENGINE, *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if check and result.returncode != 0:
+        raise RuntimeError(f"{ENGINE} {' '.join(args)}: {result.stderr.strip()[-2000:]}")
+    return result.stdout
+
+
+def inspect(container: str) -> dict:
+    return json.loads(engine("inspect", container))[0]
+
+
+def wait_until(condition: Callable[[], object], timeout: float, what: str, every: float = 0.5):
+    """Poll `condition` until it returns something truthy (returned) or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = condition()
+        except Exception as exc:  # a server still starting: refused, reset, bad JSON
+            value, last = None, exc
+        else:
+            last = None
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} after {timeout:.0f} s (last error: {last!r})")
+        time.sleep(every)
+
+
+@dataclass
+class Stack:
+    """One compose project: its files, project name and environment."""
+
+    project: str
+    files: list[Path]
+    env: dict[str, str] = field(default_factory=dict)
+    log_dir: Path | None = None
+
+    def compose(self, *args: str, timeout: float = 300) -> str:
+        files = [arg for path in self.files for arg in ("-f", str(path))]
+        result = subprocess.run(
+            [*COMPOSE, "-p", self.project, *files, *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, **self.env},
+            cwd=DEPLOY,
+            check=False,
+        )
+        if self.log_dir is not None:
+            with (self.log_dir / "compose.log").open("a") as log:
+                log.write(f"$ compose {' '.join(args)}\n{result.stdout}{result.stderr}\n")
+        if result.returncode != 0:
+            raise RuntimeError(f"compose {' '.join(args)}: {result.stderr.strip()[-3000:]}")
+        return result.stdout
+
+    def containers(self, service: str | None = None, running: bool = True) -> list[str]:
+        """Container names of the project (of one service), running ones unless told."""
+        filters = [f"--filter=label=com.docker.compose.project={self.project}"]
+        if service:
+            filters.append(f"--filter=label=com.docker.compose.service={service}")
+        listed = engine("ps", *([] if running else ["-a"]), *filters, "--format", "{{.Names}}")
+        return sorted(listed.split())
+
+    def one(self, service: str) -> str:
+        (name,) = self.containers(service)
+        return name
+
+    def exec(self, container: str, *command: str, timeout: float = 60) -> str:
+        return engine("exec", container, *command, timeout=timeout)
+
+    def save_logs(self) -> None:
+        """Every container's log beside the test's artifacts (kept when a test fails)."""
+        if self.log_dir is None:
+            return
+        for name in self.containers(running=False):
+            text = engine("logs", name, check=False, timeout=30)
+            (self.log_dir / f"{name}.log").write_text(text)
+
+    def down(self) -> list[str]:
+        """Stop and remove the project, its volumes too; the containers left behind."""
+        self.save_logs()
+        # --remove-orphans: podman-compose stops only the first replica of a scaled service
+        # otherwise; with it, every container labeled with the project.
+        self.compose("down", "-v", "--remove-orphans", "-t", "45")
+        return self.containers(running=False)
+
+
+def http_get_in(stack: Stack, container: str, url: str) -> str:
+    """GET `url` from inside `container` with its own Python (ports not published)."""
+    code = (
+        f"import urllib.request; print(urllib.request.urlopen({url!r}, timeout=10).read().decode())"
+    )
+    return stack.exec(container, "python", "-c", code)
+
+
+class HealthTicker:
+    """Runs each running container's own health check every `period` seconds, as podman's
+    systemd timer would (there is none here); a no-op on Docker, which runs them itself."""
+
+    def __init__(self, stack: Stack, period: float = 3.0) -> None:
+        self.stack, self.period = stack, period
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> HealthTicker:
+        if ENGINE == "podman":
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopped.set()
+        if self.thread.is_alive():
+            self.thread.join(timeout=60)
+
+    def _run(self) -> None:
+        while not self.stopped.is_set():
+            for name in self.stack.containers():
+                # exit 1 (unhealthy) and 125 (no health check, or gone) are states, not errors
+                engine("healthcheck", "run", name, check=False, timeout=30)
+            self.stopped.wait(self.period)
+
+
+def crash(container: str) -> int:
+    """SIGKILL the container's main process from the host, as the OOM killer or a fault would
+    (`kill` through the engine counts as a user's stop, after which no restart policy acts);
+    returns the container's restart count before the crash."""
+    state = inspect(container)
+    os.kill(state["State"]["Pid"], signal.SIGKILL)
+    return state["RestartCount"]
+
+
+def health(container: str) -> str | None:
+    state = inspect(container)["State"]
+    return (state.get("Health") or state.get("Healthcheck") or {}).get("Status")
