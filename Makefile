@@ -165,7 +165,7 @@ standin-images:
 # same Bento on the host (podman; the Debian base where no registry answers; ~6 min).
 bench-images: setup models container-engine
 	export CONTAINERS_CONF=$(CONTAINERS_CONF_FILE); \
-	$(MAKE) standin-images ENGINE=podman && \
+	{ podman image exists $(BASE_TAG) || $(MAKE) base-image ENGINE=podman; } && \
 	$(PY) -m benchmarks.bench_images --engine podman --base-image $(BASE_TAG) $(BENCH_ARGS)
 
 .PHONY: bench bench-inference bench-service bench-monitor bench-soak bench-estimation bench-reproduction bench-reproduction-docstrings
@@ -208,10 +208,10 @@ bench-reproduction-docstrings: setup $(DOCSTRINGS)/manifest.json
 	$(PY) -m benchmarks.bench_reproduction --profile paper --data $(DOCSTRINGS)
 
 # A container engine on a Debian machine, as root (CI's kind): podman with runc (crun refuses
-# hybrid cgroup layouts), netavark and aardvark-dns (service names resolve in a compose
-# network), catatonit (a pod's infra container), debootstrap (the Debian base) and chromium
-# (the /report test). tests/containers/containers.conf holds the engine settings it needs.
-CONTAINER_PACKAGES := podman runc netavark aardvark-dns catatonit debootstrap chromium
+# hybrid cgroup layouts), netavark, aardvark-dns and iptables (service names resolve in a compose
+# network; published ports), catatonit (a pod's infra container), debootstrap (the Debian base)
+# and chromium (the /report test). tests/containers/containers.conf holds the engine settings.
+CONTAINER_PACKAGES := podman runc netavark aardvark-dns iptables catatonit debootstrap chromium
 CONTAINERS_CONF_FILE := $(CURDIR)/tests/containers/containers.conf
 container-engine:
 	@dpkg -s $(CONTAINER_PACKAGES) >/dev/null 2>&1 || { apt-get update -qq && \
