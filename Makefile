@@ -4,10 +4,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SW := $(VENV)/bin/shiftwatch
 STAMP := $(VENV)/.installed
-# No outbound calls at run time: BentoML usage tracking and Evidently telemetry off.
+# No outbound calls at run time: BentoML usage tracking, Evidently and onnxruntime telemetry off.
 export BENTOML_DO_NOT_TRACK := true
 export DO_NOT_TRACK := 1
 export EVIDENTLY_DISABLE_TELEMETRY := 1
+# onnxruntime's own telemetry (on by default on Linux since 1.29), read when it is imported.
+export ORT_DISABLE_TELEMETRY := 1
 # The BentoML model store (and built Bentos) live inside the project, not in ~/bentoml.
 export BENTOML_HOME ?= $(CURDIR)/artifacts/bentoml
 PORT ?= 3000

@@ -189,6 +189,7 @@ def server_env(
         "BENTOML_DO_NOT_TRACK": "true",
         "DO_NOT_TRACK": "1",
         "EVIDENTLY_DISABLE_TELEMETRY": "1",
+        "ORT_DISABLE_TELEMETRY": "1",
         "SHIFTWATCH_PRIMARY_MODEL": settings.primary_model,
         "SHIFTWATCH_SHADOW_MODELS": ",".join(DEFAULT_SHADOWS) if config.shadows else "",
         "SHIFTWATCH_BATCHING": flag[config.batching],

@@ -9,6 +9,7 @@ import tempfile
 os.environ["BENTOML_HOME"] = tempfile.mkdtemp(prefix="shiftwatch-bentoml-")
 os.environ["BENTOML_DO_NOT_TRACK"] = "true"
 os.environ["DO_NOT_TRACK"] = "1"
+os.environ["ORT_DISABLE_TELEMETRY"] = "1"
 
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402

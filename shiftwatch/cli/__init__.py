@@ -50,6 +50,7 @@ ENVIRONMENT_DEFAULTS = {
     "BENTOML_DO_NOT_TRACK": "true",
     "DO_NOT_TRACK": "1",
     "EVIDENTLY_DISABLE_TELEMETRY": "1",
+    "ORT_DISABLE_TELEMETRY": "1",  # read when onnxruntime is imported: the CLI imports it later
 }
 
 

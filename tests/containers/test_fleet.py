@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -22,7 +23,8 @@ from tests.containers.engine import (
     inspect,
     wait_until,
 )
-from tests.containers.traffic import Load, monitor_counts, predict_and_label
+from tests.containers.traffic import Load, Sent, predict_and_label
+from tests.servers import monitor_counts
 
 pytestmark = pytest.mark.containers
 API, MONITOR = "http://127.0.0.1:3000", "http://127.0.0.1:3002"
@@ -119,6 +121,23 @@ def caught_up(stack: Stack) -> dict[str, int]:
     return again
 
 
+def in_background(n: int, tag: str, seed: int, before: dict[str, int]) -> Callable[[], Sent]:
+    """Start n predictions and labels through the balancer in a thread; wait for the monitor
+    to count the first 20, so a fault made next lands mid-stream. Returns what joins it."""
+    result: dict = {}
+    thread = threading.Thread(
+        target=lambda: result.update(sent=predict_and_label(API, n, tag, seed=seed))
+    )
+    thread.start()
+    wait_until(lambda: counts()["predictions"] >= before["predictions"] + 20, 60, "traffic")
+
+    def join() -> Sent:
+        thread.join(timeout=300)
+        return result["sent"]  # every /predict and /feedback answered 200 (asserted)
+
+    return join
+
+
 def settled(expect: dict[str, int], timeout: float = 120) -> dict[str, int]:
     def reached():
         c = counts()
@@ -127,14 +146,19 @@ def settled(expect: dict[str, int], timeout: float = 120) -> dict[str, int]:
     return wait_until(reached, timeout, f"the monitor to count {expect}")
 
 
-def test_labels_join_whichever_replica_served_them(fleet: Stack) -> None:
-    before = caught_up(fleet)
-    sent = predict_and_label(API, 90, "join", seed=31)
+def assert_counted_once(before: dict[str, int], sent: Sent) -> None:
+    """Every prediction and label `sent` counted by the monitor once, every label joined."""
     expect = {
         key: before[key] + sent.requests for key in ("predictions", "labels", "matched", "labeled")
     }
     c = settled(expect)
     assert c == {**expect, "duplicates": 0, "correct": before["correct"] + sent.correct}
+
+
+def test_labels_join_whichever_replica_served_them(fleet: Stack) -> None:
+    before = caught_up(fleet)
+    sent = predict_and_label(API, 90, "join", seed=31)
+    assert_counted_once(before, sent)
     # Round robin alternates /predict and /feedback over the three replicas, so every label
     # went to another replica than its prediction, and each replica took a third of each.
     for name, text in replica_metrics(fleet).items():
@@ -165,15 +189,9 @@ def test_redis_restarted_mid_stream_loses_nothing_unaccounted_and_repeats_nothin
 ) -> None:
     before, dropped_before = caught_up(fleet), drops(fleet)
     redis = fleet.one("redis")
-    result: dict = {}
-    traffic = threading.Thread(
-        target=lambda: result.update(sent=predict_and_label(API, 150, "redis", seed=32))
-    )
-    traffic.start()
-    wait_until(lambda: counts()["predictions"] >= before["predictions"] + 20, 60, "traffic")
+    traffic = in_background(150, "redis", 32, before)
     engine("restart", "-t", "10", redis)
-    traffic.join(timeout=300)
-    sent = result["sent"]  # every /predict and /feedback answered 200 (asserted while sending)
+    sent = traffic()
     events_sent = sent.requests + sent.labels
 
     def accounted():
@@ -192,19 +210,9 @@ def test_redis_restarted_mid_stream_loses_nothing_unaccounted_and_repeats_nothin
 def test_monitor_killed_and_restarted_counts_every_event_once(fleet: Stack) -> None:
     before = caught_up(fleet)
     monitor = fleet.one("monitor")
-    result: dict = {}
-    traffic = threading.Thread(
-        target=lambda: result.update(sent=predict_and_label(API, 120, "kill", seed=33))
-    )
-    traffic.start()
-    wait_until(lambda: counts()["predictions"] >= before["predictions"] + 30, 60, "traffic")
+    traffic = in_background(120, "kill", 33, before)
     restarts = crash(monitor)
-    traffic.join(timeout=300)
+    sent = traffic()
     # The restart policy starts it again, on the same state volume and consumer group.
     wait_until(lambda: inspect(monitor)["RestartCount"] == restarts + 1, 60, "a restart")
-    sent = result["sent"]
-    expect = {
-        key: before[key] + sent.requests for key in ("predictions", "labels", "matched", "labeled")
-    }
-    c = settled(expect)
-    assert c == {**expect, "duplicates": 0, "correct": before["correct"] + sent.correct}
+    assert_counted_once(before, sent)

@@ -25,7 +25,8 @@ from tests.containers.engine import (
     inspect,
     wait_until,
 )
-from tests.containers.traffic import Load, monitor_counts, predict_and_label
+from tests.containers.traffic import Load, predict_and_label
+from tests.servers import monitor_counts
 
 pytestmark = pytest.mark.containers
 API, MONITOR, PROMETHEUS = "http://127.0.0.1:3000", "http://127.0.0.1:3002", "http://127.0.0.1:9090"
@@ -107,6 +108,14 @@ def test_shiftwatch_containers_run_read_only_as_the_bento_user(stack: Stack) -> 
             check=False,
         )
         assert denied.returncode != 0 and "Read-only file system" in denied.stderr
+
+
+def test_onnxruntime_telemetry_stays_off_in_the_running_service(stack: Stack) -> None:
+    """Before the opt-out, the read-only home made onnxruntime log that it could not persist
+    its telemetry device id: it had started its uploader (tests/service/test_telemetry.py)."""
+    name = stack.one("service")
+    assert "ORT_DISABLE_TELEMETRY=1" in stack.exec(name, "env").splitlines()
+    assert "telemetry" not in engine("logs", name).lower()
 
 
 def test_report_renders_its_charts_self_contained_in_a_browser(

@@ -45,20 +45,6 @@ def predict_and_label(url: str, n: int, tag: str, seed: int, label: bool = True)
     return sent
 
 
-def monitor_counts(status: dict, primary: str) -> dict[str, int]:
-    """The monitor's event counters and the primary's labeled/correct counts."""
-    c = status["counters"]
-    labeled = [k for k in c if k.startswith(f"labeled|{primary}|")]
-    return {
-        "predictions": c.get("events_prediction", 0),
-        "labels": c.get("events_label", 0),
-        "matched": c.get("labels_matched", 0),
-        "duplicates": c.get("predictions_duplicate", 0) + c.get("labels_duplicate", 0),
-        "labeled": sum(c[k] for k in labeled),
-        "correct": sum(c.get(k.replace("labeled|", "correct|"), 0) for k in labeled),
-    }
-
-
 @dataclass
 class Load:
     """Clients posting /predict as fast as answers come. With `probe`, a prober reads /readyz

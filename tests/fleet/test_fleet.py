@@ -13,7 +13,7 @@ import pytest
 from shiftwatch.data.synthetic import sample_scenario
 from shiftwatch.replay.redis_server import RedisServer
 from shiftwatch.replay.stack import LocalProcess, free_port, start_monitor, start_service
-from tests.servers import TINY_LIMITS, TINY_NAMES, monitor_env, wait_status
+from tests.servers import TINY_LIMITS, TINY_NAMES, monitor_counts, monitor_env, wait_status
 
 pytestmark = pytest.mark.slow
 PRIMARY = TINY_NAMES["baseline"]
@@ -100,16 +100,7 @@ def send(fleet: Fleet, n: int, tag: str, seed: int) -> tuple[int, int]:
 
 
 def counts(status: dict) -> dict[str, int]:
-    c = status["counters"]
-    primary = [k for k in c if k.startswith(f"labeled|{PRIMARY}|")]
-    return {
-        "predictions": c.get("events_prediction", 0),
-        "labels": c.get("events_label", 0),
-        "matched": c.get("labels_matched", 0),
-        "duplicates": c.get("predictions_duplicate", 0) + c.get("labels_duplicate", 0),
-        "labeled": sum(c[k] for k in primary),
-        "correct": sum(c.get(k.replace("labeled|", "correct|"), 0) for k in primary),
-    }
+    return monitor_counts(status, PRIMARY)
 
 
 def settled(fleet: Fleet, expect: dict[str, int], timeout: float = 90) -> dict:

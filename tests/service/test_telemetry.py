@@ -1,0 +1,52 @@
+"""No outbound calls at run time: onnxruntime's own telemetry (on by default on Linux since
+1.29: a device id written under $HOME, then uploads) is off in the images' environment.
+
+The guard of tests/reliability/test_no_network.py patches Python's sockets, which onnxruntime's
+native uploader never uses; the device id it writes at start-up is the visible trace."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import onnx
+import yaml
+from onnx import TensorProto, helper
+
+from tests.servers import ROOT
+
+DEVICE_ID = Path(".cache") / "Microsoft" / "DeveloperTools" / ".onnxruntime" / "deviceid"
+
+
+def image_env(bentofile: Path) -> dict[str, str]:
+    return {e["name"]: str(e["value"]) for e in yaml.safe_load(bentofile.read_text())["envs"]}
+
+
+def start_session(model: Path, home: Path, extra: dict[str, str]) -> bool:
+    """Import onnxruntime and open a session in a fresh process with this HOME; whether
+    onnxruntime wrote its telemetry device id there."""
+    env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
+    code = f"import onnxruntime as ort; ort.InferenceSession({str(model)!r})"
+    subprocess.run(
+        [sys.executable, "-c", code], env={**env, **extra, "HOME": str(home)}, check=True
+    )
+    return (home / DEVICE_ID).exists()
+
+
+def test_onnxruntime_telemetry_is_off_in_both_images_environment(tmp_path: Path) -> None:
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "identity",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
+    model = tmp_path / "identity.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), model)
+    # Without the setting, this onnxruntime does write its device id: the check can fail.
+    assert start_session(model, tmp_path / "default-home", {})
+    for bentofile in (ROOT / "bentofile.yaml", ROOT / "deploy" / "bentofile.gpu.yaml"):
+        env = image_env(bentofile)
+        assert env["ORT_DISABLE_TELEMETRY"] == "1", bentofile.name
+        assert not start_session(model, tmp_path / f"home-{bentofile.stem}", env), bentofile.name
