@@ -318,16 +318,16 @@ class MonitorCollector(Collector):
                     if part is not None:
                         g[f"{key}score"].add_metric([model], part["score"])
                         g[f"{key}drift"].add_metric([model], float(part["drifted"]))
-            if _finite(live["accuracy"]):
+            if _finite(live["accuracy"]):  # whatever the labeled rows' count, as live accuracy
                 g["live"].add_metric([model], live["accuracy"])
                 g["ece"].add_metric([model], live["ece"])
                 g["gap"].add_metric([model], w["deployment_gap"])
-            if w["estimation_error"] is not None:
-                g["err"].add_metric([model], w["estimation_error"])
                 for domain, value in live["by_domain"].items():
                     g["domain"].add_metric([model, domain], value)
                 for cls, value in live["class_recall"].items():
                     g["recall"].add_metric([model, cls], value)
+            if w["estimation_error"] is not None:
+                g["err"].add_metric([model], w["estimation_error"])
         yield from g.values()
 
 

@@ -12,6 +12,16 @@ from service.rejections import reject
 from shiftwatch.settings import service_settings
 
 
+def check_id(name: str, value: str | None) -> None:
+    """`request_id` and `domain`, wherever they arrive: 1 to SHIFTWATCH_MAX_ID_CHARS characters
+    (one limit, so an id /predict accepts is one /feedback accepts)."""
+    limit = service_settings().max_id_chars
+    if value is not None and not 0 < len(value) <= limit:
+        raise reject(
+            f"bad_{name}", f"{name}: must be 1 to {limit} characters (SHIFTWATCH_MAX_ID_CHARS)"
+        )
+
+
 class Instance(BaseModel):
     """One sequence to classify: `tokens` (pre-split words) or `text` (raw text). Either way
     the answering model's own tokenizer encodes it; tokens are joined by single spaces."""
@@ -53,13 +63,7 @@ class Instance(BaseModel):
                 f"{limits.max_tokens} (SHIFTWATCH_MAX_TOKENS)",
             )
         for name in ("request_id", "domain"):
-            value = getattr(self, name)
-            if value is not None and not 0 < len(value) <= limits.max_id_chars:
-                raise reject(
-                    f"bad_{name}",
-                    f"{name}: must be 1 to {limits.max_id_chars} characters "
-                    "(SHIFTWATCH_MAX_ID_CHARS)",
-                )
+            check_id(name, getattr(self, name))
         if self.model is not None and self.model not in limits.models:
             raise reject(
                 "unknown_model",
@@ -117,8 +121,13 @@ Predictions = Annotated[list[Prediction], ContentType("application/json")]
 class FeedbackItem(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    request_id: str = Field(min_length=1, max_length=128)
-    label: str = Field(min_length=1, max_length=128)
+    request_id: str
+    label: str = Field(min_length=1)  # then one of the loaded models' labels (the service)
+
+    @model_validator(mode="after")
+    def _check_limits(self) -> FeedbackItem:
+        check_id("request_id", self.request_id)
+        return self
 
 
 FeedbackItems = Annotated[list[FeedbackItem], count_limit("labels", "label", "max_feedback_items")]
