@@ -1,5 +1,5 @@
-"""ASGI middleware in front of the APIs: body size (413), media type (415), malformed JSON (400),
-bearer token (401), and the count and log line of every 4xx by reason (service/rejections.py). BentoML has no request-body limit of
+"""ASGI middleware in front of the APIs: a header sent twice (400), body size (413), media type
+(415), malformed JSON (400), bearer token (401), and the count and log line of every 4xx by reason (service/rejections.py). BentoML has no request-body limit of
 its own.
 
 Only JSON is parsed: BentoML picks its deserializer by Content-Type, and its multipart/form one
@@ -21,6 +21,10 @@ Message = dict
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 LIMITED_PATHS = ("/predict", "/feedback")
+# Headers read once, here and by BentoML: sent twice, the two could read different copies (a
+# multipart Content-Type first and a JSON one last once gave BentoML's form parser a JSON body
+# and a 500), so a second copy is a 400.
+SINGLE_HEADERS = (b"content-type", b"content-length", b"authorization")
 
 
 class RequestLimits:
@@ -40,6 +44,12 @@ class RequestLimits:
             return
         endpoint = scope["path"].strip("/")
         holder = start_request()
+        names = [name for name, _ in scope.get("headers", [])]
+        for name in SINGLE_HEADERS:
+            if (copies := names.count(name)) > 1:
+                message = f"{name.decode()}: sent {copies} times; send it once"
+                await self._reject(send, endpoint, 400, "duplicate_header", message)
+                return
         headers = dict(scope.get("headers", []))
         if endpoint == "feedback" and self.feedback_token is not None:
             # Bytes: compare_digest raises TypeError on a str with non-ASCII characters.

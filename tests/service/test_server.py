@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import socket
 import time
 from collections import Counter
 
@@ -222,3 +223,30 @@ def test_models_lists_the_loaded_models(live_server: dict) -> None:
     assert [m["role"] for m in catalog["models"]] == ["primary", "shadow", "shadow"]
     for model, (bundle, tag) in zip(catalog["models"], live_server["store"].values(), strict=True):
         assert model["version"] == tag and model["labels"] == bundle.meta.labels
+
+
+@pytest.mark.parametrize("header", ["Content-Type", "Authorization", "Content-Length"])
+def test_a_header_sent_twice_is_a_400(live_server: dict, header: str) -> None:
+    """Raw HTTP: clients send what they like. main answered the Content-Type pair with a 500."""
+    body = b'{"instances": [{"tokens": ["a", "b"]}]}'
+    headers = {
+        "Content-Type": ["multipart/form-data; boundary=XX", "application/json"],
+        "Authorization": ["Bearer one", "Bearer two"],
+        "Content-Length": [str(len(body))] * 2,
+    }
+    lines = ["POST /predict HTTP/1.1", "Host: 127.0.0.1", "Connection: close"]
+    for name in ("Content-Type", "Content-Length", "Authorization"):
+        values = headers[name] if name == header else headers[name][-1:]
+        lines += [f"{name}: {value}" for value in values]
+    before = len(settled_events(live_server["events"]))
+    port = int(live_server["url"].rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
+        connection.sendall("\r\n".join(lines).encode() + b"\r\n\r\n" + body)
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    status = int(answer.split(b" ", 2)[1])
+    assert status == 400, answer[:500]
+    if header != "Content-Length":  # uvicorn's HTTP parser may refuse that one before us
+        assert f"{header.lower()}: sent 2 times".encode() in answer
+    assert len(settled_events(live_server["events"])) == before
