@@ -32,7 +32,8 @@ $(STAMP): pyproject.toml $(IMAGE_LOCK)
 
 # The images' pinned environments, from deploy/python/*.in, for Linux x86_64 and Python 3.11
 # (3.11.7, the tests' interpreter; no marker differs from the images' 3.11): the monitor image's
-# first, then the serving images' (CPU, GPU) under it, so both images pin the same versions.
+# first, then the serving images' (CPU, GPU) under it, so both images pin the same versions
+# (onnxruntime aside: the monitor image keeps the serving image's, CPU or GPU).
 # Needs the package index; commit the result.
 LOCK_ARGS := --python-version 3.11.7 --python-platform x86_64-manylinux_2_28 --quiet
 .PHONY: lock
@@ -151,7 +152,7 @@ base-image:
 	deploy/images/build-base.sh $(ENGINE) $(BASE_TAG)
 
 # Local stand-ins for the third-party images the compose files name (Redis, HAProxy, Prometheus),
-# built on that base from Debian's packages; deploy/compose.standins.yml selects them.
+# built on that base from Debian's packages; deploy/standins.yml and standins.fleet.yml select them.
 standin-images:
 	@$(ENGINE) image inspect $(BASE_TAG) >/dev/null 2>&1 || $(MAKE) base-image
 	for name in redis haproxy prometheus; do \

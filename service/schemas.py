@@ -11,6 +11,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from service.rejections import reject
 from shiftwatch.settings import service_settings
 
+LABEL_MAX_CHARS = 256  # /feedback's label, before it is matched against the models' labels
+
 
 def check_id(name: str, value: str | None) -> None:
     """`request_id` and `domain`, wherever they arrive: 1 to SHIFTWATCH_MAX_ID_CHARS characters
@@ -122,7 +124,9 @@ class FeedbackItem(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     request_id: str
-    label: str = Field(min_length=1)  # then one of the loaded models' labels (the service)
+    # Then one of the loaded models' labels (the service); bounded before that check, which
+    # quotes it back.
+    label: str = Field(min_length=1, max_length=LABEL_MAX_CHARS)
 
     @model_validator(mode="after")
     def _check_limits(self) -> FeedbackItem:

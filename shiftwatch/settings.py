@@ -64,8 +64,10 @@ class ServiceSettings(BaseSettings):
     # process exits. SIGINT (Ctrl-C) skips the wait. 0: no wait.
     shutdown_drain_seconds: float = Field(5.0, ge=0)
     # The drain ends early once no /predict or /feedback has arrived for this long: routing has
-    # stopped (or there was no traffic), so an idle service exits in about a second.
-    shutdown_quiet_seconds: float = Field(1.0, ge=0)
+    # stopped (or there was no traffic), so an idle service exits in about 2 s. A request that
+    # reaches a balancer still routing here afterwards finds the port closed: HAProxy
+    # (deploy/haproxy: retries, redispatch) and ingress-nginx send it to another replica.
+    shutdown_quiet_seconds: float = Field(2.0, ge=0)
 
     intra_op_threads: int = Field(1, ge=1)  # onnxruntime threads per session.run
     inter_op_threads: int = Field(1, ge=1)

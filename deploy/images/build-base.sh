@@ -3,25 +3,32 @@
 # pull the official python:3.11-slim (air-gapped, registry blocked). The image trusts the
 # host's CA bundle, so downloads in a build on top of it (pip, uv) verify as the host's do.
 #
-#   deploy/images/build-base.sh ENGINE NAME [PACKAGES]
+#   deploy/images/build-base.sh ENGINE NAME
 #
-# ENGINE is docker or podman, NAME the image tag (make base-image: shiftwatch-base:bookworm),
-# PACKAGES extra Debian packages, comma-separated (the Redis/HAProxy/Prometheus stand-ins).
+# ENGINE is docker or podman, NAME the image tag (make base-image: shiftwatch-base:bookworm).
 # The Debian mirror is the host's own (its apt sources), never a fixed address.
 set -euo pipefail
 engine=${1:?engine (docker or podman)}
 name=${2:?image name}
-extra=${3:-}
 ca_bundle=${CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
 
-mirror=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.sources 2>/dev/null \
-  | awk '/^(URIs:|deb )/ && !/security/ {print $2; exit}' || true)
+# The first http(s) URI of a deb822 `URIs:` line or a one-line `deb [options] URI suite` entry.
+mirror=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list \
+  /etc/apt/sources.list.d/*.sources 2>/dev/null | grep -v security \
+  | awk '/^(URIs:|deb )/ { for (i = 2; i <= NF; i++) if ($i ~ /^https?:/) { print $i; exit } }' \
+  || true)
 [ -n "$mirror" ] || { echo "build-base.sh: no Debian mirror in the host's apt sources" >&2; exit 1; }
 command -v debootstrap >/dev/null || { echo "build-base.sh: needs debootstrap (apt-get install debootstrap)" >&2; exit 1; }
 
 root=$(mktemp -d)
-trap 'rm -rf "$root"' EXIT
-packages=python3,python3-venv,python3-pip,python-is-python3,ca-certificates${extra:+,$extra}
+# debootstrap mounts proc and sys in the root; a failed run may leave them mounted, and rm must
+# never follow them into the host's.
+cleanup() {
+  umount -R "$root/proc" "$root/sys" "$root/dev" 2>/dev/null || true
+  rm -rf --one-file-system "$root"
+}
+trap cleanup EXIT
+packages=python3,python3-venv,python3-pip,python-is-python3,ca-certificates
 debootstrap --variant=minbase --include="$packages" bookworm "$root" "$mirror" >/dev/null
 # The host's CA bundle (a TLS-intercepting proxy's root included) beside Debian's own.
 cp "$ca_bundle" "$root/usr/local/share/ca-bundle.crt"

@@ -44,4 +44,6 @@ TMPDIR="$PWD/build/tmp" bentoml containerize "$bento" --backend "$engine" --opt 
   ${no_cache:+--opt no-cache} --image-tag "$serving"
 "$engine" build "${no_cache[@]}" --network host --build-arg "SERVING_IMAGE=$serving" \
   -f deploy/images/monitor.Containerfile -t "$monitor" deploy
-"$engine" image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep -E "${serving%%:*}|${monitor%%:*}" || true
+for image in "$serving" "$monitor"; do
+  echo "$image $("$engine" image inspect "$image" --format '{{.Size}}') bytes"
+done

@@ -152,9 +152,12 @@ class HealthTicker:
 
     def _run(self) -> None:
         while not self.stopped.is_set():
-            for name in self.stack.containers():
-                # exit 1 (unhealthy) and 125 (no health check, or gone) are states, not errors
-                engine("healthcheck", "run", name, check=False, timeout=30)
+            try:
+                for name in self.stack.containers():
+                    # exit 1 (unhealthy), 125 (no health check, or gone): states, not errors
+                    engine("healthcheck", "run", name, check=False, timeout=30)
+            except (RuntimeError, subprocess.TimeoutExpired):  # a slow engine: next round
+                pass
             self.stopped.wait(self.period)
 
 

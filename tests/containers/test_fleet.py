@@ -125,15 +125,23 @@ def in_background(n: int, tag: str, seed: int, before: dict[str, int]) -> Callab
     """Start n predictions and labels through the balancer in a thread; wait for the monitor
     to count the first 20, so a fault made next lands mid-stream. Returns what joins it."""
     result: dict = {}
-    thread = threading.Thread(
-        target=lambda: result.update(sent=predict_and_label(API, n, tag, seed=seed))
-    )
+
+    def send() -> None:
+        try:
+            result["sent"] = predict_and_label(API, n, tag, seed=seed)
+        except BaseException as exc:  # an answer other than 200: raised by join, in the test
+            result["error"] = exc
+
+    thread = threading.Thread(target=send)
     thread.start()
     wait_until(lambda: counts()["predictions"] >= before["predictions"] + 20, 60, "traffic")
 
     def join() -> Sent:
         thread.join(timeout=300)
-        return result["sent"]  # every /predict and /feedback answered 200 (asserted)
+        assert not thread.is_alive(), "the traffic did not finish in 300 s"
+        if "error" in result:
+            raise result["error"]
+        return result["sent"]  # every /predict and /feedback answered 200
 
     return join
 
@@ -161,8 +169,9 @@ def test_labels_join_whichever_replica_served_them(fleet: Stack) -> None:
     assert_counted_once(before, sent)
     # Round robin alternates /predict and /feedback over the three replicas, so every label
     # went to another replica than its prediction, and each replica took a third of each.
+    share = sent.requests // REPLICAS
     for name, text in replica_metrics(fleet).items():
-        assert served(text, "/predict") >= 25 and served(text, "/feedback") >= 25, name
+        assert (served(text, "/predict"), served(text, "/feedback")) == (share, share), name
 
 
 def test_a_replica_killed_under_traffic_fails_only_its_requests_in_flight(fleet: Stack) -> None:
@@ -180,7 +189,7 @@ def test_a_replica_killed_under_traffic_fails_only_its_requests_in_flight(fleet:
     assert all(t < killed_at + 1.0 for t, _ in failed), failed
     assert len(failed) <= load.clients, failed
     # The restart policy brings the replica back, and it joins the rotation again.
-    wait_until(lambda: inspect(victim)["RestartCount"] == restarts + 1, 60, "a restart")
+    wait_until(lambda: inspect(victim)["RestartCount"] > restarts, 60, "a restart")
     wait_until(lambda: len(ready_replicas(fleet)) == REPLICAS, 120, "the replica back")
 
 
@@ -214,5 +223,5 @@ def test_monitor_killed_and_restarted_counts_every_event_once(fleet: Stack) -> N
     restarts = crash(monitor)
     sent = traffic()
     # The restart policy starts it again, on the same state volume and consumer group.
-    wait_until(lambda: inspect(monitor)["RestartCount"] == restarts + 1, 60, "a restart")
+    wait_until(lambda: inspect(monitor)["RestartCount"] > restarts, 60, "a restart")
     assert_counted_once(before, sent)

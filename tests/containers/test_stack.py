@@ -39,9 +39,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory, containers_artifacts: Path):
     logs = containers_artifacts / "stack"
     logs.mkdir(parents=True, exist_ok=True)
     stack = Stack("swtest", [DEPLOY / "docker-compose.yml", DEPLOY / "standins.yml"], log_dir=logs)
-    stack.compose("up", "-d")
     try:
+        # Ticking before `up`: a compose tool that waits for service_healthy needs the checks
+        # to run while it waits.
         with HealthTicker(stack):
+            stack.compose("up", "-d")
             wait_until(lambda: httpx.get(API + "/readyz").status_code == 200, 120, "service ready")
             wait_until(lambda: httpx.get(MONITOR + "/healthz").status_code == 200, 120, "monitor")
             yield stack
@@ -54,6 +56,10 @@ def status() -> dict:
 
 
 def test_predictions_and_labels_reach_the_monitor_and_accuracy_is_exact(stack: Stack) -> None:
+    # The window's live accuracy is exact only on a window holding this test's traffic alone:
+    # the first in the module, on a fresh volume.
+    before = monitor_counts(status(), PRIMARY)
+    assert before["predictions"] == 0, before
     sent = predict_and_label(API, 60, "stack", seed=21)
     expect = {"predictions": sent.requests, "labels": sent.labels, "matched": sent.labels}
 
@@ -156,7 +162,9 @@ def test_stop_under_load_answers_every_request_routed_to_it(stack: Stack) -> Non
     outcomes = load.outcomes
     after_stop = [o for t, o in load.probes if t > stopped_at]
     assert inspect(name)["State"]["ExitCode"] == 0
-    assert seconds < GRACE_SECONDS, seconds
+    # The drain (at most SHIFTWATCH_SHUTDOWN_DRAIN_SECONDS, 5) and the in-flight requests:
+    # well inside the 40 s grace period.
+    assert seconds < 10, seconds
     # Taken out of rotation by its /readyz (503) while still serving, not by a refused port.
     assert next(o for o in after_stop if o != 200) == 503, load.probes[-20:]
     assert len(outcomes) > 50 and set(outcomes) == {200}, {
