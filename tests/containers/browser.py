@@ -43,7 +43,8 @@ class Rendered:
     screenshot: Path
     requests: list[str] = field(default_factory=list)  # every URL the page asked for
     errors: list[str] = field(default_factory=list)  # exceptions, console and log errors
-    charts: int = 0  # plotly charts drawn (their svg root)
+    charts: int = 0  # plotly charts drawn
+    widgets: int = 0  # Evidently's per-column drift widgets ("Drift in column ...")
 
 
 class DevTools:
@@ -111,13 +112,22 @@ def render(url: str, out: Path, settle_seconds: float = 3.0) -> Rendered:
         tools.call("Page.navigate", url=url)
         tools.wait_for("Page.loadEventFired", timeout=120)
         tools.drain(settle_seconds)
-        charts = tools.call(
-            "Runtime.evaluate", expression="document.querySelectorAll('svg.main-svg').length"
-        )["result"]["value"]
+        count = "document.querySelectorAll('{}').length"
+        charts = tools.call("Runtime.evaluate", expression=count.format(".js-plotly-plot"))
+        widgets = tools.call(
+            "Runtime.evaluate",
+            expression="document.body.innerText.split('Drift in column').length - 1",
+        )
         shot = tools.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
         screenshot = out / "report.png"
         screenshot.write_bytes(base64.b64decode(shot["data"]))
-        return Rendered(screenshot, _requests(tools.events), _errors(tools.events), charts)
+        return Rendered(
+            screenshot,
+            _requests(tools.events),
+            _errors(tools.events),
+            charts["result"]["value"],
+            widgets["result"]["value"],
+        )
     finally:
         browser.terminate()
         browser.wait(timeout=30)
