@@ -41,10 +41,18 @@ def start_session(model: Path, home: Path, extra: dict[str, str]) -> bool:
     return (home / DEVICE_ID).exists()
 
 
+BENTOFILES = (ROOT / "bentofile.yaml", ROOT / "deploy" / "bentofile.gpu.yaml")
+
+
+def test_both_images_set_onnxruntime_telemetry_off() -> None:
+    for bentofile in BENTOFILES:
+        assert image_env(bentofile)["ORT_DISABLE_TELEMETRY"] == "1", bentofile.name
+
+
 @pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("unshare") is None, reason="needs root and unshare"
 )
-def test_onnxruntime_telemetry_is_off_in_both_images_environment(tmp_path: Path) -> None:
+def test_onnxruntime_writes_no_device_id_in_either_images_environment(tmp_path: Path) -> None:
     graph = helper.make_graph(
         [helper.make_node("Identity", ["x"], ["y"])],
         "identity",
@@ -53,9 +61,11 @@ def test_onnxruntime_telemetry_is_off_in_both_images_environment(tmp_path: Path)
     )
     model = tmp_path / "identity.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), model)
-    # Without the setting, this onnxruntime does write its device id: the check can fail.
-    assert start_session(model, tmp_path / "default-home", {})
-    for bentofile in (ROOT / "bentofile.yaml", ROOT / "deploy" / "bentofile.gpu.yaml"):
-        env = image_env(bentofile)
-        assert env["ORT_DISABLE_TELEMETRY"] == "1", bentofile.name
-        assert not start_session(model, tmp_path / f"home-{bentofile.stem}", env), bentofile.name
+    # The control: without the setting, onnxruntime writes its device id on some machines and
+    # not on others (seen: a CI machine where it wrote none). Where it writes none, absence
+    # below would prove nothing.
+    if not start_session(model, tmp_path / "default-home", {}):
+        pytest.skip("onnxruntime writes no device id here even with telemetry on")
+    for bentofile in BENTOFILES:
+        home = tmp_path / f"home-{bentofile.stem}"
+        assert not start_session(model, home, image_env(bentofile)), bentofile.name
