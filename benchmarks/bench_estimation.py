@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.report import machine_summary, markdown_table, write_section
-from shiftwatch.replay.demo import embedded_plan, file_plan, run_demo
-from shiftwatch.replay.driver import ReplayConfig
-from shiftwatch.replay.traffic import SCENARIOS
+from orchestration.replay.demo import embedded_plan, file_plan, run_demo
+from orchestration.replay.driver import ReplayConfig
+from orchestration.replay.traffic import SCENARIOS
 
 EVENTS, RATE, WINDOW = 1600, 80.0, 400
 DELAYS = (0.5, 3.0)  # seconds: 40 and 240 of the window's 400 rows still unlabeled at the end

@@ -7,7 +7,7 @@ docs/benchmarks.md, and from the same numbers the generated section of docs/scal
 (artifacts/models/baseline). The events come from the real Predictor
 (benchmarks/monitor_events.py): N prediction events of the primary with its two shadows,
 each followed by its label. The same events go to a file segment and, through the service's
-own EventLog + RedisStreams writer, to a local redis-server (benchmarks/redis_bench.py).
+own EventLog + StreamWriter writer, to a local redis-server (benchmarks/redis_bench.py).
 Each ingest rate is the median of --ingest-repeats passes into a fresh SQLite state; one
 more pass per transport is profiled (benchmarks/ingest_bench.py).
 """

@@ -69,14 +69,14 @@ from benchmarks.report import (
 )
 from benchmarks.timing import RepetitionBudget, Timing, time_calls
 from benchmarks.transport_cost import TransportCost, alternated_cost, rounds_cost
-from service.file_segments import SEGMENT_GLOB
+from orchestration.replay.redis_server import RedisServer
 from shiftwatch.bundle import ModelBundle, read_bundle
 from shiftwatch.data import load_dataset
 from shiftwatch.encoding import pad_batch
 from shiftwatch.inference import OnnxClassifier, open_session
-from shiftwatch.replay.redis_server import RedisServer
 from shiftwatch.settings import ServiceSettings
-from shiftwatch.streams import label_stream, prediction_stream
+from shiftwatch.transport.redis_streams import label_stream, prediction_stream
+from shiftwatch.transport.segments import logged_events
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "bench_service"
@@ -713,25 +713,13 @@ def serve_and_measure(
         if config.transport == "redis":
             facts[config.name]["events"] = sum(redis["streams"].values())  # XLEN
         else:
-            facts[config.name]["events"] = logged_events(work / config.folder / "events")
+            facts[config.name]["events"] = len(logged_events(work / config.folder / "events"))
         facts[config.name]["log_errors"] = errors = servers[config.name].log_errors()
         if errors:
             console.print(f"[yellow]server '{config.name}' logged {errors.total()} errors[/]")
         if config.event_log and not facts[config.name]["events"]:
             console.print(f"[red]server '{config.name}' wrote no events[/]")
     return cells, raw, livez, transports, facts, redis, load
-
-
-def logged_events(directory: Path) -> int:
-    """Prediction and label lines in a file transport's segments (not its bookkeeping lines)."""
-    events = 0
-    for path in directory.glob(SEGMENT_GLOB):
-        for line in path.read_text().splitlines():
-            try:
-                events += json.loads(line).get("type") in ("prediction", "label")
-            except ValueError:
-                continue  # an unfinished last line
-    return events
 
 
 def redis_facts(server: RedisServer, primary: str) -> dict:

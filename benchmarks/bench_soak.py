@@ -20,12 +20,12 @@ import httpx
 import numpy as np
 
 from benchmarks.report import machine_summary, markdown_table, write_section
-from service.file_segments import FileSegments
+from orchestration.replay.stack import start_monitor
 from shiftwatch.bundle import read_bundle
 from shiftwatch.events import LabelEvent, ModelOutput, PredictionEvent
 from shiftwatch.features import FEATURE_NAMES
 from shiftwatch.reference import load_reference
-from shiftwatch.replay.stack import start_monitor
+from shiftwatch.transport.segments import SegmentWriter
 
 MODELS = ("baseline", "research", "no_pe")
 LABEL_DELAY_SECONDS = 60.0
@@ -110,7 +110,7 @@ def main() -> None:
         work / "monitor.log",
     )
     traffic = Traffic(args.models_dir)
-    writer = FileSegments(events_dir, segment_bytes=16 * 2**20, max_bytes=256 * 2**20)
+    writer = SegmentWriter(events_dir, segment_bytes=16 * 2**20, max_bytes=256 * 2**20)
     seconds = int(args.hours * 3600)
     per_second = args.rate
     day_start = time.time() - seconds - LABEL_DELAY_SECONDS

@@ -1,4 +1,4 @@
-"""Monitor ingest, timed: file segments (`Ingestor`) and Redis Streams (`StreamIngestor`).
+"""Monitor ingest, timed: file segments (`Ingestor`) and Redis Streams (`StreamReader`).
 
 Each pass starts from a fresh SQLite state and drains everything with `run_once` until it
 reads nothing; Redis passes each use a consumer group of their own, created at the start of
@@ -19,10 +19,10 @@ from pathlib import Path
 import redis
 
 import monitoring.ingest
-from monitoring.ingest import Ingestor
 from monitoring.settings import MonitorSettings
 from monitoring.state import MonitorState
-from monitoring.stream_ingest import StreamIngestor
+from shiftwatch.transport.redis_streams import StreamReader
+from shiftwatch.transport.segments import SegmentReader
 
 DEFAULTS = MonitorSettings.model_fields
 READ_COUNT: int = DEFAULTS["redis_read_count"].default  # entries per stream per XREADGROUP
@@ -137,7 +137,7 @@ def monitor_state(path: Path) -> MonitorState:
     return MonitorState(path, known_domains={"news"}, **bounds)
 
 
-def drain(ingestor: Ingestor | StreamIngestor) -> tuple[int, float]:
+def drain(ingestor: SegmentReader | StreamReader) -> tuple[int, float]:
     """`run_once` until a pass reads nothing: events applied and seconds taken."""
     started, events = time.perf_counter(), 0
     while (step := ingestor.run_once().events) > 0:
@@ -147,7 +147,7 @@ def drain(ingestor: Ingestor | StreamIngestor) -> tuple[int, float]:
 
 def ingest_pass(
     work: Path,
-    open_ingestor: Callable[[MonitorState], Ingestor | StreamIngestor],
+    open_ingestor: Callable[[MonitorState], SegmentReader | StreamReader],
     expected: int,
     client: redis.Redis | None = None,
     profile: bool = False,
@@ -178,12 +178,12 @@ def ingest_pass(
     return result
 
 
-def file_ingestor(directory: Path) -> Callable[[MonitorState], Ingestor]:
-    return lambda state: Ingestor(directory, state, RETENTION_S)
+def file_ingestor(directory: Path) -> Callable[[MonitorState], SegmentReader]:
+    return lambda state: SegmentReader(directory, state, RETENTION_S)
 
 
 def stream_ingestor(
     client: redis.Redis, streams: list[str], group: str
-) -> Callable[[MonitorState], StreamIngestor]:
+) -> Callable[[MonitorState], StreamReader]:
     """The monitor's consumer with its default read count, in a group of its own."""
-    return lambda state: StreamIngestor(client, state, streams, group, RETENTION_S, READ_COUNT)
+    return lambda state: StreamReader(client, state, streams, group, RETENTION_S, READ_COUNT)

@@ -17,13 +17,14 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from benchmarks.bench_service import DEFAULT_SHADOWS, stored_bundle
-from service.event_log import EventLog, TransportError
-from service.file_segments import FileSegments
+from service.event_log import EventLog
 from service.predictor import Predictor
 from service.schemas import Instance
 from shiftwatch.data import load_dataset
 from shiftwatch.events import LabelEvent, PredictionEvent
 from shiftwatch.settings import ServiceSettings
+from shiftwatch.transport import TransportError
+from shiftwatch.transport.segments import SegmentWriter
 
 PRIMARY: str = ServiceSettings.model_fields["primary_model"].default
 FIRST_TIMESTAMP = 1.77e9  # unix seconds: as many digits as the service's time.time()
@@ -77,10 +78,10 @@ def make_events(predictions: int, pool_size: int = 1000) -> BenchEvents:
     return BenchEvents(events, predictions, models)
 
 
-def file_transport(directory: Path) -> FileSegments:
+def file_transport(directory: Path) -> SegmentWriter:
     """The service's file transport with its default segment size and disk budget."""
     fields = ServiceSettings.model_fields
-    return FileSegments(
+    return SegmentWriter(
         directory,
         fields["event_log_segment_bytes"].default,
         fields["event_log_max_bytes"].default,

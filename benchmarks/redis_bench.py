@@ -19,10 +19,14 @@ from benchmarks.monitor_events import (
     time_single_writes,
     time_writer,
 )
-from service.redis_streams import RedisStreams
-from shiftwatch.replay.redis_server import RedisServer
+from orchestration.replay.redis_server import RedisServer
 from shiftwatch.settings import ServiceSettings
-from shiftwatch.streams import connect, label_stream, prediction_stream
+from shiftwatch.transport.redis_streams import (
+    StreamWriter,
+    connect,
+    label_stream,
+    prediction_stream,
+)
 
 MAX_LEN: int = ServiceSettings.model_fields["redis_max_len"].default
 PREFIX = "bench"
@@ -88,7 +92,7 @@ def measure_redis(work: Path, events: BenchEvents, repeats: int) -> RedisRun:
         writers: list[WriterPass] = []
         for r in range(repeats):
             prefix = PREFIX if r == 0 else f"{PREFIX}-writer-{r}"
-            transport = RedisStreams(server.url, prefix, MAX_LEN)
+            transport = StreamWriter(server.url, prefix, MAX_LEN)
             writers.append(time_writer(transport, events.events, cpu))
             if r:
                 client.delete(*client.keys(f"{prefix}:*"))
@@ -99,7 +103,7 @@ def measure_redis(work: Path, events: BenchEvents, repeats: int) -> RedisRun:
         used_memory = int(client.info("memory")["used_memory"])
         single_writes = {
             "redis": time_single_writes(
-                RedisStreams(server.url, f"{PREFIX}-single", MAX_LEN), events.events, SINGLE_WRITES
+                StreamWriter(server.url, f"{PREFIX}-single", MAX_LEN), events.events, SINGLE_WRITES
             ),
             "file": time_single_writes(
                 file_transport(work / "single"), events.events, SINGLE_WRITES

@@ -17,7 +17,7 @@ class Measured:
 
     date: str
     machine: str
-    writer_rate: float  # events/s one EventLog + RedisStreams writer appends (batches of 512)
+    writer_rate: float  # events/s one EventLog + StreamWriter writer appends (batches of 512)
     writer_cores: float  # the writer process's CPU at that rate
     redis_write_cores: float  # redis-server's CPU at that rate
     ingest_rate: float  # events/s one monitor ingests from Redis: predictions and their labels
@@ -100,7 +100,7 @@ def render(m: Measured) -> str:
     us = 1e6
     measured = [
         [
-            "one Redis stream writer: a replica's EventLog + RedisStreams, batches of 512",
+            "one Redis stream writer: a replica's EventLog + StreamWriter, batches of 512",
             f"{_n(m.writer_rate)} events/s appended",
             f"writer process {m.writer_cores:.2f} cores, redis-server {m.redis_write_cores:.2f} cores",
         ],

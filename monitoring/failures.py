@@ -13,7 +13,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 
-from monitoring.stream_ingest import StreamError
+from shiftwatch.transport import Backoff, TransportError
 
 log = logging.getLogger(__name__)
 FIRST_BACKOFF_SECONDS = 0.5
@@ -22,7 +22,7 @@ MAX_BACKOFF_SECONDS = 30.0
 
 def failure_reason(exc: BaseException) -> str:
     """A bounded label for an error (a metric label and a /healthz field)."""
-    if isinstance(exc, StreamError):
+    if isinstance(exc, TransportError):
         return f"transport_{exc.reason}"
     if isinstance(exc, sqlite3.OperationalError):
         message = str(exc).lower()
@@ -58,12 +58,11 @@ class Failures:
     def __init__(self) -> None:
         self.current: dict[str, Failure] = {}  # by stage, while it keeps failing
         self.counts: dict[str, int] = {}  # `<stage>_<reason>` -> failures since start
-        self._retry_at: dict[str, float] = {}
-        self._backoff: dict[str, float] = {}
+        self._retry: dict[str, Backoff] = {}
 
     def ready(self, stage: str) -> bool:
         """Whether `stage` may run now (not waiting out a backoff)."""
-        return time.monotonic() >= self._retry_at.get(stage, 0.0)
+        return stage not in self._retry or self._retry[stage].ready()
 
     def failed(self, stage: str, exc: BaseException) -> None:
         reason = failure_reason(exc)
@@ -77,14 +76,11 @@ class Failures:
         since = previous.since if previous is not None else time.time()
         count = previous.count + 1 if previous is not None else 1
         self.current[stage] = Failure(reason, since, count, message)
-        backoff = self._backoff.get(stage, FIRST_BACKOFF_SECONDS)
-        self._retry_at[stage] = time.monotonic() + backoff
-        self._backoff[stage] = min(backoff * 2, MAX_BACKOFF_SECONDS)
+        self._retry.setdefault(stage, Backoff(FIRST_BACKOFF_SECONDS, MAX_BACKOFF_SECONDS)).failed()
 
     def succeeded(self, stage: str) -> None:
         failure = self.current.pop(stage, None)
-        self._backoff.pop(stage, None)
-        self._retry_at.pop(stage, None)
+        self._retry.pop(stage, None)
         if failure is not None:
             log.warning("%s recovered after %d failures (%s) over %.0f s", stage, failure.count,
                         failure.reason, time.time() - failure.since)  # fmt: skip

@@ -14,15 +14,20 @@ from monitoring.accuracy import live_accuracy
 from monitoring.drift import DriftConfig, DriftResult, compute_drift
 from monitoring.estimation import HEADLINE, Calibration, agreement_estimates, window_estimates
 from monitoring.failures import Failures
-from monitoring.ingest import Ingestor
 from monitoring.label_shift import LabelShiftVerdict, label_shift_verdict
 from monitoring.settings import MonitorSettings
 from monitoring.state import MonitorState
-from monitoring.stream_ingest import StreamError, StreamIngestor
 from shiftwatch.bundle import ModelBundle, read_bundle
 from shiftwatch.names import split_model_ref
 from shiftwatch.reference import load_reference
-from shiftwatch.streams import connect, label_stream, prediction_stream
+from shiftwatch.transport import TransportError
+from shiftwatch.transport.redis_streams import (
+    StreamReader,
+    connect,
+    label_stream,
+    prediction_stream,
+)
+from shiftwatch.transport.segments import SegmentReader
 
 log = logging.getLogger(__name__)
 
@@ -94,13 +99,13 @@ def load_references(settings: MonitorSettings) -> tuple[dict[str, ModelReference
     return references, errors
 
 
-def open_ingestor(settings: MonitorSettings, state: MonitorState) -> Ingestor | StreamIngestor:
+def open_reader(settings: MonitorSettings, state: MonitorState) -> SegmentReader | StreamReader:
     """The reader of the settings' transport: segment files, or the fleet's Redis streams."""
     if settings.event_transport == "file":
-        return Ingestor(settings.event_log_dir, state, settings.label_retention_seconds)
+        return SegmentReader(settings.event_log_dir, state, settings.label_retention_seconds)
     names = [split_model_ref(ref)[0] for ref in settings.models]
     prefix = settings.redis_stream_prefix
-    return StreamIngestor(
+    return StreamReader(
         connect(settings.redis_url),
         state,
         [prediction_stream(prefix, name) for name in names] + [label_stream(prefix)],
@@ -163,7 +168,7 @@ class Monitor:
             max_bytes=settings.state_max_bytes,
             max_clock_skew=settings.max_clock_skew_seconds,
         )
-        self.ingestor = open_ingestor(settings, self.state)
+        self.reader = open_reader(settings, self.state)
         self.lock = threading.Lock()  # guards the snapshot below, read by the HTTP thread
         self.windows: dict[str, ModelWindow] = {}
         self.counters: dict[str, int] = self.state.counters()
@@ -183,8 +188,8 @@ class Monitor:
         """One pass over the event transport; returns events ingested. Raises what fails
         (`step` counts it and backs off)."""
         try:
-            result = self.ingestor.run_once()
-        except StreamError as exc:  # also counted per reason for the transport's own metric
+            result = self.reader.run_once()
+        except TransportError as exc:  # also counted per reason for the transport's own metric
             with self.lock:
                 self.transport_errors[exc.reason] = self.transport_errors.get(exc.reason, 0) + 1
             raise

@@ -14,7 +14,6 @@ import sqlite3
 import time
 from array import array
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ import pandas as pd
 
 from shiftwatch.events import LabelEvent, ModelOutput, PredictionEvent
 from shiftwatch.features import FEATURE_NAMES
+from shiftwatch.transport.segments import SegmentMark
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS offsets (segment TEXT PRIMARY KEY, position INTEGER NOT NULL,
@@ -51,18 +51,6 @@ SEGMENT_COLUMNS = {
     "inode": "INTEGER NOT NULL DEFAULT 0",
     "seen": "REAL NOT NULL DEFAULT 0",
 }
-
-
-@dataclass(frozen=True)
-class SegmentMark:
-    """How far a segment file has been read: byte offset, event lines consumed, and the file
-    as last seen (size, inode, unix time)."""
-
-    position: int = 0
-    lines: int = 0
-    size: int = 0
-    inode: int = 0
-    seen: float = 0.0
 
 
 WAL_LIMIT_BYTES = 8 * 2**20  # the write-ahead log is truncated to this after a checkpoint

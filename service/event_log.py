@@ -8,9 +8,10 @@ Guarantees (DESIGN.md, "Prediction and label events"), whatever the transport:
 - while the transport is unavailable (Redis down) the writer waits and the queue buffers;
   events still queued when the process stops are counted (`reason="shutdown"`).
 
-Transports: `FileSegments` (service/file_segments.py, one machine) and `RedisStreams`
-(service/redis_streams.py, a fleet). Each has `backend`, `available()`, `write(events)`
-(raises `TransportError` when the batch is lost) and `close()`.
+Transports (shiftwatch/transport/): `SegmentWriter` (files, one machine) and `StreamWriter`
+(Redis Streams, a fleet). Each has `backend`, `available()`, `write(events)` (raises
+`TransportError` when the batch is lost) and `close()`, and reports to the service's metrics
+through `TransportMetrics`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pydantic import BaseModel
 
 from service import metrics
 from shiftwatch.settings import ServiceSettings
+from shiftwatch.transport import TransportError
 
 log = logging.getLogger(__name__)
 BATCH_EVENTS = 512  # events per write: one flush or one Redis round trip for many
@@ -33,12 +35,14 @@ BATCH_LINGER_SECONDS = 0.05  # how long the first event of a batch waits for oth
 UNAVAILABLE_WAIT_SECONDS = 0.05  # how often the writer asks an unavailable transport again
 
 
-class TransportError(Exception):
-    """A batch the transport could not write; `reason` is the metric label."""
+class TransportMetrics:
+    """A writer's report, into the service's metrics."""
 
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
+    def lost(self, reason: str, events: int) -> None:
+        metrics.event_log_write_errors.labels(reason=reason).inc(events)
+
+    def up(self, backend: str, up: bool) -> None:
+        metrics.event_transport_up.labels(backend=backend).set(int(up))
 
 
 class Transport(Protocol):
@@ -134,16 +138,20 @@ def open_event_log(settings: ServiceSettings) -> EventLog | None:
     """The event log the settings describe, started; None when it is disabled."""
     if not settings.event_log_enabled:
         return None
+    report = TransportMetrics()
     if settings.event_transport == "redis":
-        from service.redis_streams import RedisStreams
+        from shiftwatch.transport.redis_streams import StreamWriter
 
-        transport = RedisStreams(
-            settings.redis_url, settings.redis_stream_prefix, settings.redis_max_len
+        transport = StreamWriter(
+            settings.redis_url, settings.redis_stream_prefix, settings.redis_max_len, report
         )
     else:
-        from service.file_segments import FileSegments
+        from shiftwatch.transport.segments import SegmentWriter
 
-        transport = FileSegments(
-            settings.event_log_dir, settings.event_log_segment_bytes, settings.event_log_max_bytes
+        transport = SegmentWriter(
+            settings.event_log_dir,
+            settings.event_log_segment_bytes,
+            settings.event_log_max_bytes,
+            report,
         )
     return EventLog(transport, settings.event_log_queue).start()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
 from collections.abc import Callable
@@ -10,7 +9,8 @@ from pathlib import Path
 
 import httpx
 
-from shiftwatch.replay.stack import free_port, start_service, stop_process  # noqa: F401 (re-exported)
+from orchestration.replay.stack import free_port, start_service, stop_process  # noqa: F401 (re-exported)
+from shiftwatch.transport.segments import logged_events  # noqa: F401 (re-exported)
 
 ROOT = Path(__file__).resolve().parents[1]
 # The tiny bundles are exported and served under user-style names, none of them a variant's,
@@ -29,7 +29,7 @@ TINY_LIMITS = {
 
 
 def start_server(env_overrides: dict[str, str], log_path: Path) -> tuple[subprocess.Popen, str]:
-    """`bentoml serve` with the tiny limits (see `shiftwatch.replay.stack.start_service`)."""
+    """`bentoml serve` with the tiny limits (see `orchestration.replay.stack.start_service`)."""
     local = start_service({**TINY_LIMITS, **env_overrides}, log_path)
     return local.process, local.url
 
@@ -51,21 +51,6 @@ def monitor_env(live_server: dict, work: Path, **overrides: str) -> dict[str, st
         "SHIFTWATCH_MONITOR_MIN_ESTIMATE_ROWS": "30",  # the tests' windows hold tens of rows
     }
     return env | {f"SHIFTWATCH_MONITOR_{key.upper()}": value for key, value in overrides.items()}
-
-
-def logged_events(directory: Path) -> list[dict]:
-    """The prediction and label events in a file transport's segments, in order (not the
-    segments' `segment_start` headers, nor a line still being written)."""
-    events = []
-    for path in sorted(directory.glob("events-*.jsonl")):
-        for line in path.read_text().splitlines():
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            if event.get("type") in ("prediction", "label"):
-                events.append(event)
-    return events
 
 
 def settled_events(directory: Path, quiet: float = 0.3, timeout: float = 10.0) -> list[dict]:

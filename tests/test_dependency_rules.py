@@ -1,4 +1,11 @@
-"""DESIGN.md's dependency rules, checked on the source and on a fresh interpreter."""
+"""DESIGN.md's layers, checked on the source: every import statement, function-level and
+conditional ones included (docs/architecture.md draws them).
+
+    orchestration/                 the CLI, replay, demo: may import everything below
+    training/  exports/  service/  monitoring/   the stages: only the contracts, and
+                                                 exports -> training
+    shiftwatch/                    the contracts: nothing above
+"""
 
 from __future__ import annotations
 
@@ -8,43 +15,100 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+CONTRACTS = "shiftwatch"
 STAGES = {"training", "exports", "service", "monitoring"}
+ORCHESTRATION = "orchestration"
+LAYERS = {CONTRACTS, ORCHESTRATION} | STAGES
+STAGE_ARROWS = {("exports", "training")}  # the only arrow from one stage to another
 
 
-def module_level_imports(path: Path) -> set[str]:
-    """Top-level package names imported outside any function body."""
-    names = set()
-    for node in ast.parse(path.read_text()).body:
-        if isinstance(node, ast.Import):
-            names |= {alias.name.split(".")[0] for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module.split(".")[0])
-    return names
+def modules() -> dict[str, Path]:
+    """Every first-party module, by dotted name."""
+    found = {}
+    for package in LAYERS:
+        for path in (ROOT / package).rglob("*.py"):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            found[name] = path
+    return found
 
 
-def test_core_imports_no_stage_and_no_torch_at_module_level() -> None:
-    for path in (ROOT / "shiftwatch").rglob("*.py"):
-        bad = module_level_imports(path) & (STAGES | {"torch"})
-        assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)} at module level"
+def first_party_arrows() -> dict[str, set[str]]:
+    """module -> the first-party modules it imports (a name imported from a package that is
+    not a module of its own counts as the package)."""
+    known = modules()
+    arrows = {}
+    for module, path in known.items():
+        targets = set()
+        for name in imported_names(module, path):
+            while name and name not in known:
+                name = name.rpartition(".")[0]
+            if name and name != module and not module.startswith(name + "."):
+                targets.add(name)
+        arrows[module] = targets
+    return arrows
 
 
-def test_serving_stages_never_import_torch_or_training() -> None:
-    for stage in ("service", "monitoring"):
-        for path in (ROOT / stage).rglob("*.py") if (ROOT / stage).exists() else []:
-            tree = ast.parse(path.read_text())
-            for node in ast.walk(tree):
-                if isinstance(node, ast.Import | ast.ImportFrom):
-                    names = (
-                        [a.name for a in node.names]
-                        if isinstance(node, ast.Import)
-                        else [node.module or ""]
-                    )
-                    assert not any(n.split(".")[0] in {"torch", "training"} for n in names), path
+def layer(module: str) -> str:
+    return module.split(".")[0]
 
 
-def test_importing_the_core_and_cli_loads_no_torch_and_no_stage() -> None:
+def test_every_arrow_points_down_the_layers() -> None:
+    wrong = []
+    for module, targets in first_party_arrows().items():
+        for target in targets:
+            source, goal = layer(module), layer(target)
+            allowed = (
+                goal == source
+                or goal == CONTRACTS
+                or source == ORCHESTRATION
+                or (source, goal) in STAGE_ARROWS
+            )
+            if not allowed:
+                wrong.append(f"{module} -> {target}")
+    assert not wrong, "imports against the layers:\n" + "\n".join(sorted(wrong))
+
+
+def test_the_contracts_never_import_torch() -> None:
+    for module, path in modules().items():
+        if layer(module) == CONTRACTS:
+            assert "torch" not in {n.split(".")[0] for n in imported_names(module, path)}, module
+
+
+def cycle(arrows: dict[str, set[str]]) -> list[str]:
+    """One import cycle among the modules, as a path back to its start; [] when none."""
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+    path: list[str] = []
+
+    def visit(module: str) -> list[str]:
+        state[module] = 1
+        path.append(module)
+        for target in sorted(arrows.get(module, ())):
+            if state.get(target) == 1:
+                return path[path.index(target) :] + [target]
+            if target not in state and (found := visit(target)):
+                return found
+        path.pop()
+        state[module] = 2
+        return []
+
+    for module in sorted(arrows):
+        if module not in state and (found := visit(module)):
+            return found
+    return []
+
+
+def test_no_import_cycle() -> None:
+    assert cycle(first_party_arrows()) == []
+
+
+def test_the_cycle_check_finds_a_cycle() -> None:
+    assert cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a", "b", "c", "a"]
+
+
+def test_importing_the_contracts_and_the_cli_loads_no_torch_and_no_stage() -> None:
     code = (
-        "import sys, shiftwatch, shiftwatch.cli, shiftwatch.data, shiftwatch.features, "
+        "import sys, shiftwatch, orchestration.cli, shiftwatch.data, shiftwatch.features, "
         "shiftwatch.metrics, shiftwatch.tokenizer, shiftwatch.bundle, shiftwatch.names\n"
         f"loaded = {{m.split('.')[0] for m in sys.modules}} & set({sorted(STAGES | {'torch'})!r})\n"
         "assert not loaded, loaded"
@@ -54,9 +118,16 @@ def test_importing_the_core_and_cli_loads_no_torch_and_no_stage() -> None:
 
 # What the images run: the service (the Bento's service) and the monitor (its image's entry).
 IMAGE_ENTRIES = {"service": "service.service", "monitor": "monitoring.__main__"}
-FIRST_PARTY = STAGES | {"shiftwatch"}
+FIRST_PARTY = LAYERS
 # Never in an image: the training stack and the CLI; the serving image carries no analytics.
-NEVER_IN_IMAGES = {"torch", "training", "exports", "typer", "shiftwatch.cli", "shiftwatch.replay"}
+NEVER_IN_IMAGES = {
+    "torch",
+    "training",
+    "exports",
+    "typer",
+    "orchestration.cli",
+    "orchestration.replay",
+}
 NOT_IN_SERVING = {"pandas", "pyarrow", "evidently", "scipy", "sklearn", "plotly", "matplotlib"}
 
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from shiftwatch.cli import ENVIRONMENT_DEFAULTS
+from orchestration.cli import ENVIRONMENT_DEFAULTS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,7 +22,16 @@ def test_makefile_and_cli_default_to_the_same_store() -> None:
 def test_serve_by_hand_looks_in_the_projects_store_and_says_what_is_there(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "BENTOML_HOME"} | {"COLUMNS": "500"}
     result = subprocess.run(
-        [sys.executable, "-m", "shiftwatch", "serve", "--primary", "sentiment-v3", "--shadows", ""],
+        [
+            sys.executable,
+            "-m",
+            "orchestration",
+            "serve",
+            "--primary",
+            "sentiment-v3",
+            "--shadows",
+            "",
+        ],
         cwd=tmp_path,
         env=env,
         capture_output=True,

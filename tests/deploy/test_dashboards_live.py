@@ -1,7 +1,7 @@
 """Every panel query of every dashboard returns data from a real Prometheus that scrapes
 the real service and the real monitor, after real HTTP traffic with labels and a shift.
 
-One module-scoped stack: `bentoml serve` (fixture live_server), `python -m shiftwatch
+One module-scoped stack: `bentoml serve` (fixture live_server), `python -m orchestration
 monitor` beside it, and `prometheus` scraping both every second with alerts.yml loaded.
 Traffic goes in two phases (a scrape between them, so counters have increases to show):
 in-domain sequences with client domains (and some without), sequences longer than the

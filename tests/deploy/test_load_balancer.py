@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from shiftwatch.replay.stack import free_port
+from orchestration.replay.stack import free_port
 from tests.deploy.tools import DEPLOY, require_tool, run_tool
 
 HAPROXY = DEPLOY / "haproxy" / "haproxy.cfg"

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from monitoring.settings import MonitorSettings
-from shiftwatch.replay.stack import start_monitor as stack_start_monitor
-from shiftwatch.replay.stack import wait_ready
+from orchestration.replay.stack import start_monitor as stack_start_monitor
+from orchestration.replay.stack import wait_ready
 from shiftwatch.settings import ServiceSettings
 from tests.servers import ROOT, TINY_NAMES
 
@@ -58,14 +58,14 @@ def run_tool(args: list[str], timeout: float = 60) -> subprocess.CompletedProces
 
 
 def wait_healthy(url: str, process: subprocess.Popen, log_path: Path, timeout: float = 90) -> None:
-    """Poll `url` until it answers 200 (see `shiftwatch.replay.stack.wait_ready`)."""
+    """Poll `url` until it answers 200 (see `orchestration.replay.stack.wait_ready`)."""
     wait_ready(process, url, log_path, timeout)
 
 
 def start_monitor(
     event_log_dir: Path, models_dir: Path, work: Path
 ) -> tuple[subprocess.Popen, str]:
-    """`python -m shiftwatch monitor` on loopback over tiny bundles, recomputing every 0.5 s."""
+    """`python -m orchestration monitor` on loopback over tiny bundles, recomputing every 0.5 s."""
     local = stack_start_monitor(
         {
             "SHIFTWATCH_MONITOR_EVENT_LOG_DIR": str(event_log_dir),

@@ -24,12 +24,12 @@ import pytest
 
 from exports.import_model import import_bundle
 from exports.store import register_bundle
+from orchestration.replay.stack import start_monitor, start_service
 from shiftwatch.bundle import REQUIRED_FILES, ModelBundle, read_bundle
 from shiftwatch.encoding import pad_batch, softmax
 from shiftwatch.inference import GRAPH_OPTIMIZATION, OnnxClassifier
 from shiftwatch.metrics import classification_report
 from shiftwatch.reference import load_reference
-from shiftwatch.replay.stack import start_monitor, start_service
 from shiftwatch.tokenizer import TextTokenizer
 from tests.servers import wait_status
 
@@ -578,7 +578,7 @@ def test_the_import_command_registers_the_bundle_or_says_what_is_wrong(
 ) -> None:
     from typer.testing import CliRunner
 
-    from shiftwatch.cli import app
+    from orchestration.cli import app
 
     args = ["import", "--onnx", str(onnx_models["vector"]), "--tokenizer", str(files["tokenizer"])]
     args += ["--reference", str(files["reference"]), "--reference-rows", "split=val"]

@@ -10,9 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from orchestration.replay.redis_server import RedisServer
+from orchestration.replay.stack import LocalProcess, free_port, start_monitor, start_service
 from shiftwatch.data.synthetic import sample_scenario
-from shiftwatch.replay.redis_server import RedisServer
-from shiftwatch.replay.stack import LocalProcess, free_port, start_monitor, start_service
 from tests.servers import TINY_LIMITS, TINY_NAMES, monitor_counts, monitor_env, wait_status
 
 pytestmark = pytest.mark.slow

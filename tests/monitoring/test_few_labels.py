@@ -10,8 +10,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from orchestration.replay.stack import start_monitor
 from shiftwatch.data.synthetic import sample_scenario
-from shiftwatch.replay.stack import start_monitor
 from tests.servers import TINY_NAMES, monitor_env, wait_status
 
 PRIMARY = TINY_NAMES["baseline"]

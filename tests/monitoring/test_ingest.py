@@ -5,9 +5,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from monitoring.ingest import Ingestor
 from monitoring.state import MonitorState
 from shiftwatch.events import LabelEvent
+from shiftwatch.transport.segments import SegmentReader
 from tests.monitoring.crash import kill_9_mid_ingest
 from tests.monitoring.test_state import prediction
 
@@ -40,7 +40,7 @@ def test_only_complete_lines_are_consumed(tmp_path: Path) -> None:
     second = prediction("r2", 2.0).model_dump_json()
     segment.write_text(line + "\n" + second[:40])  # the second line is still being written
     state = MonitorState(tmp_path / "s.sqlite")
-    ingest = Ingestor(log_dir, state, retention_seconds=1e9)
+    ingest = SegmentReader(log_dir, state, retention_seconds=1e9)
     assert ingest.run_once().events == 1
     with segment.open("a") as f:
         f.write(second[40:] + "\n")
@@ -56,7 +56,7 @@ def test_a_bad_line_is_counted_and_skipped(tmp_path: Path) -> None:
         f'{{"type": "prediction"}}\nnot json at all\n{good}\n'
     )
     state = MonitorState(tmp_path / "s.sqlite")
-    result = Ingestor(log_dir, state, retention_seconds=1e9).run_once()
+    result = SegmentReader(log_dir, state, retention_seconds=1e9).run_once()
     assert (result.events, result.bad_lines) == (1, 2)
     assert state.counters()["bad_lines"] == 2
 
@@ -64,10 +64,10 @@ def test_a_bad_line_is_counted_and_skipped(tmp_path: Path) -> None:
 CHILD = """
 import sys
 from pathlib import Path
-from monitoring.ingest import Ingestor
+from shiftwatch.transport.segments import SegmentReader
 from monitoring.state import MonitorState
 state = MonitorState(Path(sys.argv[2]), known_domains={"news"})
-ingest = Ingestor(Path(sys.argv[1]), state, retention_seconds=1e9)
+ingest = SegmentReader(Path(sys.argv[1]), state, retention_seconds=1e9)
 while True:
     ingest.run_once(max_events=7)  # small transactions, so the kill lands between and inside them
 """
@@ -82,7 +82,7 @@ def test_kill_9_mid_stream_then_restart_counts_every_event_exactly_once(tmp_path
     assert 0 < ingested < predictions, "the kill should land mid-stream"
 
     state = MonitorState(db, known_domains={"news"})
-    while Ingestor(log_dir, state, retention_seconds=1e9).run_once().events:
+    while SegmentReader(log_dir, state, retention_seconds=1e9).run_once().events:
         pass
     c = state.counters()
     assert c["events_prediction"] == predictions

@@ -11,13 +11,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from monitoring.ingest import Ingestor
 from monitoring.monitor import Monitor
 from monitoring.settings import MonitorSettings
 from monitoring.state import MonitorState
-from service.file_segments import FileSegments
+from orchestration.replay.stack import start_monitor
 from shiftwatch.events import LabelEvent
-from shiftwatch.replay.stack import start_monitor
+from shiftwatch.transport.segments import SegmentReader, SegmentWriter
 from tests.monitoring.test_state import prediction
 from tests.servers import TINY_NAMES, monitor_env
 
@@ -27,7 +26,7 @@ def predictions(n: int, start: int = 0, ts: float | None = None):
     return [prediction(f"r{i}", now + i * 1e-3) for i in range(start, start + n)]
 
 
-def drain(ingestor: Ingestor) -> int:
+def drain(ingestor: SegmentReader) -> int:
     total = 0
     while events := ingestor.run_once().events:
         total += events
@@ -51,9 +50,9 @@ def wait_for(check, timeout: float = 60.0, step=None):
 
 
 def test_segments_deleted_before_read_are_counted_exactly(tmp_path: Path) -> None:
-    writer = FileSegments(tmp_path / "events", segment_bytes=8192, max_bytes=16384)
+    writer = SegmentWriter(tmp_path / "events", segment_bytes=8192, max_bytes=16384)
     state = MonitorState(tmp_path / "state.sqlite")
-    ingestor = Ingestor(tmp_path / "events", state, retention_seconds=1e9)
+    ingestor = SegmentReader(tmp_path / "events", state, retention_seconds=1e9)
     writer.write(predictions(20))
     read_first = drain(ingestor)  # a reader keeping up, at first
     for start in range(20, 500, 40):  # then away while the disk budget deletes segments
@@ -67,9 +66,9 @@ def test_segments_deleted_before_read_are_counted_exactly(tmp_path: Path) -> Non
 
 
 def test_a_half_read_segment_deleted_counts_its_unread_rest(tmp_path: Path) -> None:
-    writer = FileSegments(tmp_path / "events", segment_bytes=1 << 20, max_bytes=1 << 30)
+    writer = SegmentWriter(tmp_path / "events", segment_bytes=1 << 20, max_bytes=1 << 30)
     state = MonitorState(tmp_path / "state.sqlite")
-    ingestor = Ingestor(tmp_path / "events", state, retention_seconds=1e9)
+    ingestor = SegmentReader(tmp_path / "events", state, retention_seconds=1e9)
     writer.write(predictions(30))
     assert ingestor.run_once(max_events=12).events == 12  # stopped mid-segment
     (first,) = (tmp_path / "events").glob("events-*.jsonl")
@@ -81,14 +80,14 @@ def test_a_half_read_segment_deleted_counts_its_unread_rest(tmp_path: Path) -> N
 
 def test_a_torn_line_is_skipped_once_its_writer_moved_on(tmp_path: Path) -> None:
     events = tmp_path / "events"
-    writer = FileSegments(events, segment_bytes=1 << 20, max_bytes=1 << 30)
+    writer = SegmentWriter(events, segment_bytes=1 << 20, max_bytes=1 << 30)
     writer.write(predictions(5))
     writer.close()
     (segment,) = events.glob("events-*.jsonl")
     with segment.open("a") as f:  # a writer killed mid-line
         f.write(prediction("torn", time.time()).model_dump_json()[:50])
     state = MonitorState(tmp_path / "state.sqlite")
-    ingestor = Ingestor(events, state, retention_seconds=1e9)
+    ingestor = SegmentReader(events, state, retention_seconds=1e9)
     assert drain(ingestor) == 5
     assert ingestor.run_once().events == 0 and "lost|torn_line" not in state.counters()
     old = time.time() - 120  # the writer has been quiet for two minutes: it is gone
@@ -100,7 +99,7 @@ def test_a_torn_line_is_skipped_once_its_writer_moved_on(tmp_path: Path) -> None
 
 def test_a_torn_line_of_a_writer_that_rolled_on_is_skipped_at_once(tmp_path: Path) -> None:
     events = tmp_path / "events"
-    writer = FileSegments(events, segment_bytes=1 << 20, max_bytes=1 << 30)
+    writer = SegmentWriter(events, segment_bytes=1 << 20, max_bytes=1 << 30)
     writer.write(predictions(3))
     (first,) = events.glob("events-*.jsonl")
     with first.open("a") as f:
@@ -109,7 +108,7 @@ def test_a_torn_line_of_a_writer_that_rolled_on_is_skipped_at_once(tmp_path: Pat
     writer._file = None
     writer.write(predictions(2, start=3))
     state = MonitorState(tmp_path / "state.sqlite")
-    assert drain(Ingestor(events, state, retention_seconds=1e9)) == 5
+    assert drain(SegmentReader(events, state, retention_seconds=1e9)) == 5
     c = state.counters()
     assert c["lost|torn_line"] == 1 and c.get("lost|segment_gap", 0) == 0
 
@@ -120,7 +119,7 @@ def test_a_file_replaced_under_a_read_name_is_read_from_its_start(tmp_path: Path
     segment = events / "events-host-1-000001.jsonl"
     segment.write_text("".join(p.model_dump_json() + "\n" for p in predictions(10)))
     state = MonitorState(tmp_path / "state.sqlite")
-    ingestor = Ingestor(events, state, retention_seconds=1e9)
+    ingestor = SegmentReader(events, state, retention_seconds=1e9)
     assert drain(ingestor) == 10
     replacement = events / "replacement.tmp"  # a new file, larger than the stored offset
     replacement.write_text("".join(p.model_dump_json() + "\n" for p in predictions(25, 100)))
@@ -221,7 +220,7 @@ def primary_predictions(n: int, start: int = 0):
 
 def test_a_full_disk_is_retried_and_nothing_is_lost(monitor_settings: MonitorSettings) -> None:
     monitor = Monitor(monitor_settings)
-    writer = FileSegments(monitor_settings.event_log_dir, 1 << 20, 1 << 30)
+    writer = SegmentWriter(monitor_settings.event_log_dir, 1 << 20, 1 << 30)
     writer.write(primary_predictions(300))
     pages = monitor.state.db.execute("PRAGMA page_count").fetchone()[0]
     monitor.state.db.execute(f"PRAGMA max_page_count={pages}")  # the disk is full
@@ -245,7 +244,7 @@ def test_a_locked_state_is_reported_then_recovered_from(
     env = monitor_env(server, tmp_path)
     monitor = start_monitor(env, tmp_path / "monitor.log")
     try:
-        writer = FileSegments(monitor_settings.event_log_dir, 1 << 20, 1 << 30)
+        writer = SegmentWriter(monitor_settings.event_log_dir, 1 << 20, 1 << 30)
         status = lambda: httpx.get(monitor.url + "/status").json()  # noqa: E731
         health = lambda: httpx.get(monitor.url + "/healthz")  # noqa: E731
         writer.write(primary_predictions(10))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from orchestration.replay.stack import start_monitor
 from shiftwatch.data.synthetic import sample_scenario
-from shiftwatch.replay.stack import start_monitor
 from tests.servers import TINY_NAMES, monitor_env, wait_status
 
 PRIMARY, RESEARCH = TINY_NAMES["baseline"], TINY_NAMES["research"]

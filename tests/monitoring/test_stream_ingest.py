@@ -10,9 +10,15 @@ import pytest
 import redis
 
 from monitoring.state import MonitorState
-from monitoring.stream_ingest import StreamError, StreamIngestor
 from shiftwatch.events import LabelEvent
-from shiftwatch.streams import EVENT_FIELD, connect, label_stream, prediction_stream
+from shiftwatch.transport import TransportError
+from shiftwatch.transport.redis_streams import (
+    EVENT_FIELD,
+    StreamReader,
+    connect,
+    label_stream,
+    prediction_stream,
+)
 from tests.monitoring.crash import kill_9_mid_ingest
 from tests.monitoring.test_state import prediction
 
@@ -30,10 +36,10 @@ def append(client: redis.Redis, stream: str, events) -> None:
 
 
 def ingestor(server, state: MonitorState, streams=(BASELINE, LABELS), group="g", count=1000):
-    return StreamIngestor(connect(server.url), state, list(streams), group, 1e9, count)
+    return StreamReader(connect(server.url), state, list(streams), group, 1e9, count)
 
 
-def drain(ingest: StreamIngestor) -> int:
+def drain(ingest: StreamReader) -> int:
     total = 0
     while events := ingest.run_once().events:
         total += events
@@ -97,7 +103,7 @@ def test_crash_after_commit_before_ack_counts_nothing_twice(redis_server, tmp_pa
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(redis.client.Pipeline, "execute", lost_ack)
-        with pytest.raises(StreamError):
+        with pytest.raises(TransportError):
             crashing.run_once()
     applied = state.counters()["events_prediction"]
     assert 0 < applied < 30
@@ -111,12 +117,12 @@ def test_crash_after_commit_before_ack_counts_nothing_twice(redis_server, tmp_pa
 
 
 def test_unreachable_server_is_an_error_with_backoff_then_resumes(tmp_path) -> None:
-    from shiftwatch.replay.redis_server import RedisServer
+    from orchestration.replay.redis_server import RedisServer
 
     server = RedisServer(tmp_path / "redis")
     state = MonitorState(tmp_path / "s.sqlite")
     ingest = ingestor(server, state)
-    with pytest.raises(StreamError) as failure:
+    with pytest.raises(TransportError) as failure:
         ingest.run_once()
     assert failure.value.reason == "connection"
     assert ingest.run_once().events == 0  # backing off: no second attempt at once, no error
@@ -136,10 +142,10 @@ CHILD = """
 import sys
 from pathlib import Path
 from monitoring.state import MonitorState
-from monitoring.stream_ingest import StreamIngestor
-from shiftwatch.streams import connect
+from shiftwatch.transport.redis_streams import StreamReader
+from shiftwatch.transport.redis_streams import connect
 state = MonitorState(Path(sys.argv[2]), known_domains={"news"})
-ingest = StreamIngestor(connect(sys.argv[1]), state, sys.argv[3:], "g", 1e9, 7)
+ingest = StreamReader(connect(sys.argv[1]), state, sys.argv[3:], "g", 1e9, 7)
 while True:
     ingest.run_once()  # 7 entries per transaction, so the kill lands between and inside them
 """

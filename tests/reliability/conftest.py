@@ -1,4 +1,4 @@
-"""Real service and monitor processes (shiftwatch.replay.stack) with per-test settings.
+"""Real service and monitor processes (orchestration.replay.stack) with per-test settings.
 
 Every process a test starts is stopped in a `finally`; every wait is bounded; all traffic
 goes to 127.0.0.1.
@@ -17,7 +17,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from shiftwatch.replay.stack import LocalProcess, start_monitor, start_service
+from orchestration.replay.stack import LocalProcess, start_monitor, start_service
 from tests.servers import ROOT, TINY_LIMITS, TINY_NAMES
 
 T = TypeVar("T")
@@ -27,7 +27,7 @@ WORDS = [f"w{i}" for i in range(1, 300)]
 
 @pytest.fixture(autouse=True)
 def _repo_root(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`bentoml serve service.service:...` and `python -m shiftwatch` resolve from the cwd."""
+    """`bentoml serve service.service:...` and `python -m orchestration` resolve from the cwd."""
     monkeypatch.chdir(ROOT)
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shiftwatch.replay.driver import ReplayConfig, run_replay
-from shiftwatch.replay.stack import LocalProcess, start_monitor
+from orchestration.replay.driver import ReplayConfig, run_replay
+from orchestration.replay.stack import LocalProcess, start_monitor
 from tests.reliability.conftest import (
     monitor_env,
     p50_ms,

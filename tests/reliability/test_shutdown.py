@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from shiftwatch.transport.segments import logged_events
 from tests.reliability.conftest import predict_body, running_service, service_env
 
 pytestmark = pytest.mark.slow
@@ -64,11 +65,7 @@ def load_balancer(url: str, routing: threading.Event, probes: list, exited: thre
 
 
 def prediction_events(events: Path) -> int:
-    return sum(
-        json.loads(line)["type"] == "prediction"
-        for path in events.glob("events-*.jsonl")
-        for line in path.read_text().splitlines()
-    )
+    return sum(event["type"] == "prediction" for event in logged_events(events))
 
 
 def test_sigterm_under_load_turns_unready_first_and_loses_no_request(

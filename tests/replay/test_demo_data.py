@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from exports.config import ExportConfig
 from exports.prepare import prepare_bundles
-from shiftwatch.cli import app
+from orchestration.cli import app
 from shiftwatch.data import load_dataset
 from training.config import profile
 

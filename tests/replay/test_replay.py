@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from shiftwatch.cli import app
-from shiftwatch.replay.driver import ReplayConfig, ReplayError, run_replay
-from shiftwatch.replay.findings import findings
-from shiftwatch.replay.stack import start_monitor
-from shiftwatch.replay.summary import summarize
+from orchestration.cli import app
+from orchestration.replay.driver import ReplayConfig, ReplayError, run_replay
+from orchestration.replay.findings import findings
+from orchestration.replay.stack import start_monitor
+from orchestration.replay.summary import summarize
 from tests.servers import TINY_NAMES, monitor_env, settled_events
 
 pytestmark = pytest.mark.slow

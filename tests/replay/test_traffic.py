@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from orchestration.replay.traffic import SCENARIOS, file_traffic, scenario_traffic
 from shiftwatch.data.loader import DataError, Selection
-from shiftwatch.replay.traffic import SCENARIOS, file_traffic, scenario_traffic
 
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))

@@ -57,8 +57,8 @@ def test_bentoml_build_packs_models_and_a_torch_free_environment(tiny_store: dic
     assert "service/service.py" in sources and "shiftwatch/bundle.py" in sources
     assert "monitoring/__main__.py" in sources  # what the monitor image runs
     orchestration = (
-        "shiftwatch/cli/",
-        "shiftwatch/replay/",
+        "orchestration/cli/",
+        "orchestration/replay/",
         "shiftwatch/data/",
         "shiftwatch/__main__",
     )

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from prometheus_client import REGISTRY
 
-from service.event_log import EventLog
-from service.file_segments import FileSegments
+from service.event_log import EventLog, TransportMetrics
 from shiftwatch.events import LabelEvent
+from shiftwatch.transport.segments import SegmentWriter
 
 
 def counter(name: str, **labels: str) -> float:
@@ -47,7 +47,9 @@ def lines(directory: Path) -> list[dict]:
 
 
 def test_events_are_written_as_json_lines(tmp_path: Path) -> None:
-    log = EventLog(FileSegments(tmp_path, 1 << 20, 1 << 22), queue_size=100).start()
+    log = EventLog(
+        SegmentWriter(tmp_path, 1 << 20, 1 << 22, TransportMetrics()), queue_size=100
+    ).start()
     log.append(label_events(10))
     log.close()
     assert [e["request_id"] for e in labels(tmp_path)] == [f"r{i}" for i in range(10)]
@@ -56,7 +58,9 @@ def test_events_are_written_as_json_lines(tmp_path: Path) -> None:
 
 
 def test_segments_roll_and_disk_stays_bounded(tmp_path: Path) -> None:
-    log = EventLog(FileSegments(tmp_path, 4096, 8192), queue_size=10_000).start()
+    log = EventLog(
+        SegmentWriter(tmp_path, 4096, 8192, TransportMetrics()), queue_size=10_000
+    ).start()
     for chunk in range(20):
         log.append(label_events(50, start=chunk * 50))
         wait_for(lambda: log.pending == 0)
@@ -77,7 +81,7 @@ def test_segments_roll_and_disk_stays_bounded(tmp_path: Path) -> None:
 
 def test_writers_never_share_segment_names(tmp_path: Path) -> None:
     """A restarted process (same host, same pid) must not append to its predecessor's files."""
-    first, second = FileSegments(tmp_path, 4096, 1 << 20), FileSegments(tmp_path, 4096, 1 << 20)
+    first, second = SegmentWriter(tmp_path, 4096, 1 << 20), SegmentWriter(tmp_path, 4096, 1 << 20)
     first.write(label_events(2))
     second.write(label_events(2, start=2))
     first.close()
@@ -91,14 +95,16 @@ def test_unwritable_directory_counts_errors_and_keeps_going(tmp_path: Path) -> N
     blocker = tmp_path / "events"
     blocker.write_text("a file where the directory should be")
     before = counter("shiftwatch_event_log_write_errors_total", reason="io_error")
-    log = EventLog(FileSegments(blocker, 4096, 8192), queue_size=100).start()
+    log = EventLog(SegmentWriter(blocker, 4096, 8192, TransportMetrics()), queue_size=100).start()
     log.append(label_events(3))
     log.close()
     assert counter("shiftwatch_event_log_write_errors_total", reason="io_error") == before + 3
 
 
 def test_full_queue_drops_and_counts_without_blocking(tmp_path: Path) -> None:
-    log = EventLog(FileSegments(tmp_path, 1 << 20, 1 << 22), queue_size=5)  # not started
+    log = EventLog(
+        SegmentWriter(tmp_path, 1 << 20, 1 << 22, TransportMetrics()), queue_size=5
+    )  # not started
     before = counter("shiftwatch_event_log_write_errors_total", reason="queue_full")
     started = time.perf_counter()
     log.append(label_events(12))

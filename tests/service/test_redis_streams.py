@@ -7,11 +7,15 @@ import time
 
 from prometheus_client import REGISTRY
 
-from service.event_log import EventLog
-from service.redis_streams import RedisStreams
+from orchestration.replay.redis_server import RedisServer
+from service.event_log import EventLog, TransportMetrics
 from shiftwatch.events import LabelEvent, PredictionEvent
-from shiftwatch.replay.redis_server import RedisServer
-from shiftwatch.streams import EVENT_FIELD, label_stream, prediction_stream
+from shiftwatch.transport.redis_streams import (
+    EVENT_FIELD,
+    StreamWriter,
+    label_stream,
+    prediction_stream,
+)
 
 
 def sample(name: str, **labels: str) -> float:
@@ -54,7 +58,10 @@ def stream_ids(server: RedisServer, stream: str) -> list[str]:
 
 
 def test_events_go_to_their_model_stream_and_the_label_stream(redis_server) -> None:
-    log = EventLog(RedisStreams(redis_server.url, "sw", max_len=10_000), queue_size=1000).start()
+    log = EventLog(
+        StreamWriter(redis_server.url, "sw", max_len=10_000, report=TransportMetrics()),
+        queue_size=1000,
+    ).start()
     log.append([prediction(0, "acme-base"), prediction(1, "acme_nope"), label(0)])
     log.append([prediction(2, "acme-base"), label(1)])
     log.close()
@@ -66,7 +73,10 @@ def test_events_go_to_their_model_stream_and_the_label_stream(redis_server) -> N
 
 
 def test_streams_are_trimmed_to_about_max_len(redis_server) -> None:
-    log = EventLog(RedisStreams(redis_server.url, "sw", max_len=1000), queue_size=10_000)
+    log = EventLog(
+        StreamWriter(redis_server.url, "sw", max_len=1000, report=TransportMetrics()),
+        queue_size=10_000,
+    )
     log.start()
     for chunk in range(10):
         log.append([label(i) for i in range(chunk * 500, (chunk + 1) * 500)])
@@ -80,7 +90,9 @@ def test_streams_are_trimmed_to_about_max_len(redis_server) -> None:
 
 def test_unreachable_at_start_buffers_then_delivers(tmp_path) -> None:
     server = RedisServer(tmp_path / "redis")  # its port is chosen, nothing listens yet
-    log = EventLog(RedisStreams(server.url, "sw", max_len=10_000), queue_size=1000).start()
+    log = EventLog(
+        StreamWriter(server.url, "sw", max_len=10_000, report=TransportMetrics()), queue_size=1000
+    ).start()
     wait_for(lambda: sample("shiftwatch_event_transport_up", backend="redis") == 0.0)
     started = time.perf_counter()
     log.append([label(i) for i in range(300)])
@@ -99,7 +111,10 @@ def test_unreachable_at_start_buffers_then_delivers(tmp_path) -> None:
 
 def test_outage_mid_stream_counts_every_event_once(redis_server) -> None:
     before = {reason: lost(reason) for reason in ("transport_error", "queue_full", "shutdown")}
-    log = EventLog(RedisStreams(redis_server.url, "sw", max_len=100_000), queue_size=200)
+    log = EventLog(
+        StreamWriter(redis_server.url, "sw", max_len=100_000, report=TransportMetrics()),
+        queue_size=200,
+    )
     log.start()
     sent = 0
     for round_ in range(30):

@@ -10,7 +10,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from shiftwatch.cli import app
+from orchestration.cli import app
 from shiftwatch.data import CLASS_NAMES, Dataset
 from shiftwatch.data.synthetic import DataConfig, content_sha256, generate_dataset
 from shiftwatch.tokenizer import TextTokenizer

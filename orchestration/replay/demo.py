@@ -16,12 +16,12 @@ from pathlib import Path
 
 import httpx
 
-from shiftwatch.replay.driver import ReplayConfig, run_replay
-from shiftwatch.replay.findings import findings
-from shiftwatch.replay.plot import plot_timeline
-from shiftwatch.replay.stack import start_monitor, start_service
-from shiftwatch.replay.summary import estimator_table, markdown_table, summarize
-from shiftwatch.replay.traffic import CONTROL, SCENARIOS
+from orchestration.replay.driver import ReplayConfig, run_replay
+from orchestration.replay.findings import findings
+from orchestration.replay.plot import plot_timeline
+from orchestration.replay.stack import start_monitor, start_service
+from orchestration.replay.summary import estimator_table, markdown_table, summarize
+from orchestration.replay.traffic import CONTROL, SCENARIOS
 
 
 @dataclass(frozen=True)

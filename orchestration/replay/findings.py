@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from shiftwatch.replay.traffic import CONTROL, LABEL_SHIFT
+from orchestration.replay.traffic import CONTROL, LABEL_SHIFT
 
 DROP = 0.01  # live accuracy this far below the reference counts as a fall
 TRACKS = 0.05  # |estimated - live| within this counts as tracking

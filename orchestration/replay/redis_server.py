@@ -10,7 +10,7 @@ from pathlib import Path
 
 import redis
 
-from shiftwatch.replay.stack import free_port
+from orchestration.replay.stack import free_port
 
 
 class RedisServer:

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from shiftwatch.cli import (
+from orchestration.cli import (
     DataOption,
     ProfileOption,
     RunsOption,

@@ -113,7 +113,7 @@ def _count_progress() -> Progress:
 
 # The commands register themselves on `app` when their modules are imported, in this order.
 # isort: off
-from shiftwatch.cli import study  # noqa: E402, F401
-from shiftwatch.cli import models  # noqa: E402, F401
-from shiftwatch.cli import live  # noqa: E402, F401
+from orchestration.cli import study  # noqa: E402, F401
+from orchestration.cli import models  # noqa: E402, F401
+from orchestration.cli import live  # noqa: E402, F401
 # isort: on

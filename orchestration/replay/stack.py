@@ -104,7 +104,7 @@ def start_monitor(env: dict[str, str], log_path: Path) -> LocalProcess:
     port = free_port()
     return start_process(
         "monitor",
-        ["shiftwatch", "monitor"],
+        ["monitoring"],  # the monitor image's entry
         {**env, "SHIFTWATCH_MONITOR_PORT": str(port)},
         port,
         "/healthz",

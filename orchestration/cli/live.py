@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from shiftwatch.cli import (
+from orchestration.cli import (
     RunsOption,
     _count_progress,
     _epoch_progress,
@@ -33,7 +33,7 @@ def monitor(
     with user_errors():
         settings = MonitorSettings(**({"port": port} if port else {}))
     if settings.event_transport == "redis":
-        from shiftwatch.streams import safe_url
+        from shiftwatch.transport.redis_streams import safe_url
 
         source = f"redis streams {safe_url(settings.redis_url)} (group {settings.redis_group})"
     else:
@@ -50,7 +50,7 @@ def print_replay_table(rows: list[dict], title: str) -> None:
     folded (never cut), a legend under it."""
     from rich import box
 
-    from shiftwatch.replay.summary import COLUMNS, LEGEND, fmt
+    from orchestration.replay.summary import COLUMNS, LEGEND, fmt
 
     table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", padding=(0, 1, 0, 0))
     for key, _, short, _ in COLUMNS:
@@ -121,9 +121,9 @@ def replay(
     """Replay a shift through the live service, labels later; record what the monitor saw."""
     import json
 
-    from shiftwatch.replay.driver import ReplayConfig, ReplayError, run_replay
-    from shiftwatch.replay.plot import plot_timeline
-    from shiftwatch.replay.summary import summarize
+    from orchestration.replay.driver import ReplayConfig, ReplayError, run_replay
+    from orchestration.replay.plot import plot_timeline
+    from orchestration.replay.summary import summarize
 
     if (scenario is None) == (data is None):
         console.print("[red]error:[/red] give exactly one of --scenario or --data")
@@ -198,10 +198,10 @@ def demo(
     ] = None,
 ) -> None:
     """Start service and monitor on loopback, replay the shifts, print the degradation table."""
-    from shiftwatch.replay.demo import embedded_plan, file_plan, run_demo
-    from shiftwatch.replay.driver import ReplayConfig, ReplayError
-    from shiftwatch.replay.findings import findings
-    from shiftwatch.replay.traffic import SCENARIOS
+    from orchestration.replay.demo import embedded_plan, file_plan, run_demo
+    from orchestration.replay.driver import ReplayConfig, ReplayError
+    from orchestration.replay.findings import findings
+    from orchestration.replay.traffic import SCENARIOS
 
     base = ReplayConfig(
         "in_domain", "http://unset", rate=rate, events=events, label_delay=label_delay, seed=0

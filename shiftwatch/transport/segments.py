@@ -1,60 +1,48 @@
-"""Tail the service's event-log segments (the `file` transport) into the monitor's state,
-exactly once."""
+"""The `file` event transport: append-only JSON-lines segments in one directory.
+
+Writer (`SegmentWriter`, the service's event log):
+- bounded disk: the writer rolls to a new segment past `segment_bytes` and deletes the
+  oldest segments while all of them together exceed `max_bytes`. A reader that falls
+  further behind than that loses the deleted events, and learns how many: every segment
+  starts with a `segment_start` line holding the number of events its writer wrote before;
+- a segment removed or replaced under the writer (another writer's disk budget, the
+  directory swapped for a file) is noticed before each batch, so events are never written
+  into an unlinked file.
+
+Segments are `events-<writer>-<seq>.jsonl`, `<writer>` = host, pid and a random suffix, so
+several workers or replicas can share one directory without interleaving lines.
+
+Reader (`SegmentReader`, the monitor): tails the segments into the monitor's state, exactly
+once (see its docstring). `logged_events` reads them whole, for tests and benchmarks.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import socket
 import time
-from dataclasses import dataclass, field, replace
+import uuid
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Annotated
+from typing import IO, Protocol
 
-from pydantic import Field, TypeAdapter, ValidationError
+from pydantic import BaseModel
 
-from monitoring.state import MonitorState, SegmentMark
-from shiftwatch.events import LabelEvent, PredictionEvent, SegmentStart
+from shiftwatch.events import SegmentStart
+from shiftwatch.transport import (
+    IngestPass,
+    ReaderState,
+    TransportError,
+    Unreported,
+    WriterReport,
+    apply_event,
+)
 
 log = logging.getLogger(__name__)
 SEGMENT_GLOB = "events-*.jsonl"
-# Discriminated by `type`: one validator per line, not a try of each member in turn.
-EVENT = TypeAdapter(
-    Annotated[PredictionEvent | LabelEvent | SegmentStart, Field(discriminator="type")]
-)
 CHUNK_BYTES = 1 << 20  # read and commit at most this much per transaction
-
-
-@dataclass
-class IngestPass:
-    events: int = 0
-    bad_lines: int = 0
-    lag_seconds: float = 0.0  # age of the oldest unread event; 0 when caught up
-    # Redis only: per stream, entries not yet delivered ("lag") and delivered but not
-    # acknowledged ("pending").
-    streams: dict[str, dict[str, int]] = field(default_factory=dict)
-
-
-def apply_event(state: MonitorState, raw: bytes, result: IngestPass, source: str) -> None:
-    """One event's JSON (a segment's line, a stream entry's field) into `state`; an unreadable
-    one is counted and skipped. The caller owns the transaction."""
-    if not raw.strip():
-        return
-    try:
-        event = EVENT.validate_json(raw)
-    except ValidationError as exc:
-        state.count("bad_lines")
-        result.bad_lines += 1
-        log.warning("unreadable event in %s skipped: %s", source, str(exc).splitlines()[0])
-        return
-    if isinstance(event, SegmentStart):  # a file segment's header: its writer's count so far
-        state.segment_started(writer_of(source), event.events_before)
-        return
-    if isinstance(event, PredictionEvent):
-        state.add_prediction(event)
-    else:
-        state.add_label(event)
-    result.events += 1
-
-
 HEADER_PREFIX = b'{"type":"segment_start"'  # pydantic writes `type` first
 TORN_AFTER_SECONDS = 60.0  # an unfinished last line this old, its writer gone quiet, is torn
 
@@ -64,7 +52,138 @@ def writer_of(segment: str) -> str:
     return segment.rsplit("-", 1)[0]
 
 
-class Ingestor:
+def logged_events(directory: Path) -> list[dict]:
+    """The prediction and label events in a directory's segments, in segment order, as
+    dicts: not the `segment_start` headers, nor a line still being written."""
+    events = []
+    for path in sorted(Path(directory).glob(SEGMENT_GLOB)):
+        try:  # the writer may delete a segment between the listing and the read
+            text = path.read_text()
+        except FileNotFoundError:
+            continue
+        for line in text.splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if event.get("type") in ("prediction", "label"):
+                events.append(event)
+    return events
+
+
+class SegmentWriter:
+    backend = "file"
+
+    def __init__(
+        self,
+        directory: Path,
+        segment_bytes: int,
+        max_bytes: int,
+        report: WriterReport | None = None,
+    ) -> None:
+        self.directory = Path(directory)
+        self.segment_bytes = segment_bytes
+        self.max_bytes = max_bytes
+        # Unique per writer object: a restarted container keeps its hostname and often its pid,
+        # and must never append to (or replace) a segment of its previous life.
+        host = f"{socket.gethostname()}-{os.getpid()}".replace("/", "_")
+        self.writer_id = f"{host}-{uuid.uuid4().hex[:8]}"
+        self._file: IO[str] | None = None
+        self._path: Path | None = None  # the open segment
+        self._seq = 0
+        self._size = 0
+        self._written = 0  # event lines written, over every segment of this writer
+        (report or Unreported()).up(self.backend, True)
+
+    def available(self) -> bool:
+        return True  # a failed write is reported by `write`; the next batch tries again
+
+    def write(self, events: list[BaseModel]) -> None:
+        lines = [event.model_dump_json() + "\n" for event in events]
+        try:
+            if self._file is not None and self._segment_gone():
+                self._file.close()
+                self._file = None
+            for line in lines:
+                if self._file is None or self._size + len(line) > self.segment_bytes:
+                    self._roll()
+                self._file.write(line)
+                self._size += len(line)
+                self._written += 1  # a line lost to a failed flush shows in the next header
+            self._file.flush()
+        except OSError as exc:
+            if self._file is not None:
+                try:
+                    self._file.close()
+                except OSError:
+                    pass
+            self._file = None  # reopen (next segment) on the next write
+            raise TransportError("io_error", str(exc)) from exc
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def _segment_gone(self) -> bool:
+        """Whether the open segment's path no longer names the open file."""
+        try:
+            return not os.path.samestat(os.stat(self._path), os.fstat(self._file.fileno()))
+        except OSError:  # removed, or a path component is no longer a directory
+            return True
+
+    def _roll(self) -> None:
+        if self._file is not None:
+            self._file.close()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._seq += 1
+        path = self.directory / f"events-{self.writer_id}-{self._seq:06d}.jsonl"
+        self._file = path.open("a", encoding="utf-8")
+        self._path = path
+        start = SegmentStart(writer=self.writer_id, seq=self._seq, events_before=self._written)
+        header = start.model_dump_json() + "\n"
+        self._file.write(header)
+        self._size = path.stat().st_size + len(header)
+        self._enforce_budget(keep=path)
+
+    def _enforce_budget(self, keep: Path) -> None:
+        segments = sorted(self.directory.glob(SEGMENT_GLOB), key=lambda p: p.stat().st_mtime)
+        total = sum(p.stat().st_size for p in segments)
+        for path in segments:
+            if total <= self.max_bytes or path == keep:
+                break
+            total -= path.stat().st_size
+            path.unlink(missing_ok=True)
+            log.info("event log over %d bytes: deleted %s", self.max_bytes, path.name)
+
+
+@dataclass(frozen=True)
+class SegmentMark:
+    """How far a segment file has been read: byte offset, event lines consumed, and the file
+    as last seen (size, inode, unix time)."""
+
+    position: int = 0
+    lines: int = 0
+    size: int = 0
+    inode: int = 0
+    seen: float = 0.0
+
+
+class SegmentState(ReaderState, Protocol):
+    """The monitor's state, with the segment reader's marks and per-writer counts."""
+
+    def segments(self) -> dict[str, SegmentMark]: ...
+
+    def mark_segment(self, segment: str, mark: SegmentMark) -> None: ...
+
+    def forget_segment(self, segment: str) -> None: ...
+
+    def segment_started(self, writer: str, events_before: int) -> None: ...
+
+    def writer_consumed(self, writer: str, lines: int) -> None: ...
+
+
+class SegmentReader:
     """Segments are read from their marks (byte offset and lines consumed, committed with
     what the lines changed). Lost events are counted, never silent:
     - every segment starts with a `segment_start` line: the number of events its writer had
@@ -80,7 +199,7 @@ class Ingestor:
     - a file replaced under a known name (another inode): read from its start.
     """
 
-    def __init__(self, directory: Path, state: MonitorState, retention_seconds: float) -> None:
+    def __init__(self, directory: Path, state: SegmentState, retention_seconds: float) -> None:
         self.directory = Path(directory)
         self.state = state
         self.retention_seconds = retention_seconds
@@ -175,7 +294,9 @@ class Ingestor:
             self.state.begin()
             try:
                 for line in lines:
-                    apply_event(self.state, line, result, path.name)
+                    start = apply_event(self.state, line, result, path.name)
+                    if start is not None:  # its writer's count of events before this segment
+                        self.state.segment_started(writer_of(path.name), start.events_before)
                 offset += end + 1
                 events = sum(1 for line in lines if not line.startswith(HEADER_PREFIX))
                 self.state.writer_consumed(writer_of(path.name), events)

@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass
 import httpx
 import numpy as np
 
+from orchestration.replay.traffic import SCENARIOS, file_traffic, scenario_traffic
 from shiftwatch.data.loader import DataError, Selection
-from shiftwatch.replay.traffic import SCENARIOS, file_traffic, scenario_traffic
 
 log = logging.getLogger(__name__)
 
