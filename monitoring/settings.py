@@ -9,28 +9,31 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shiftwatch.names import split_model_ref
-from shiftwatch.settings import ServiceSettings, comma_list
+from shiftwatch.settings import SharedSettings, comma_list
 
 
-def _service(field: str):
-    """A default taken from the service's own variable (one image, one environment)."""
-    return lambda: getattr(ServiceSettings(), field)
+def _shared(field: str):
+    """A default taken from the variable the service reads too (one image, one environment)."""
+    return lambda: getattr(SharedSettings(), field)
 
 
 def served_models() -> list[str]:
     """The models the service beside this monitor is configured with (SHIFTWATCH_PRIMARY_MODEL
-    and SHIFTWATCH_SHADOW_MODELS, the same environment in one image), as store tags."""
-    return list(ServiceSettings().model_refs.values())
+    and SHIFTWATCH_SHADOW_MODELS), as store tags."""
+    return list(SharedSettings().model_refs.values())
 
 
 class MonitorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SHIFTWATCH_MONITOR_", extra="ignore")
 
-    # The service's transport (SHIFTWATCH_EVENT_TRANSPORT, SHIFTWATCH_REDIS_* by default).
-    event_transport: Literal["file", "redis"] = Field(default_factory=_service("event_transport"))
-    event_log_dir: Path = Path("artifacts/events")  # the service's SHIFTWATCH_EVENT_LOG_DIR
-    redis_url: str = Field(default_factory=_service("redis_url"))
-    redis_stream_prefix: str = Field(default_factory=_service("redis_stream_prefix"))
+    # The service's transport: by default SHIFTWATCH_EVENT_TRANSPORT, SHIFTWATCH_EVENT_LOG_DIR
+    # and SHIFTWATCH_REDIS_*, which the service reads too (shiftwatch/settings.py).
+    event_transport: Literal["file", "redis"] = Field(default_factory=_shared("event_transport"))
+    event_log_dir: Path = Field(default_factory=_shared("event_log_dir"))
+    redis_url: str = Field(default_factory=_shared("redis_url"))
+    redis_stream_prefix: str = Field(
+        default_factory=_shared("redis_stream_prefix"), pattern=r"^[A-Za-z0-9_.:-]{1,64}$"
+    )
     # The consumer group: one per monitor shard (shards monitor disjoint models).
     redis_group: str = Field("shiftwatch-monitor", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
     redis_read_count: int = Field(1000, ge=1)  # stream entries per read (and per transaction)

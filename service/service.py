@@ -244,7 +244,10 @@ for _index, _reference in enumerate(MODEL_REFERENCES.values()):
 Shiftwatch = bentoml.service(
     name="shiftwatch",
     workers=1,
-    traffic={"timeout": 30, "max_concurrency": SETTINGS.max_concurrency},
+    traffic={
+        "timeout": SETTINGS.request_timeout_seconds,
+        "max_concurrency": SETTINGS.max_concurrency,
+    },
     # A Bento packs the models configured when `bentoml build` ran; its image serves those
     # same models by default (the environment of the container can still override them).
     envs=[

@@ -1,6 +1,9 @@
 """Settings of the long-running processes, read from the environment (prefix SHIFTWATCH_).
 
-Each limit has a documented default; the README's "Limits" table lists them.
+`SharedSettings` holds what the service and the monitor must agree on (the models, the event
+transport and where it writes), defined once: the service's settings extend it, and the
+monitor's own variables (SHIFTWATCH_MONITOR_*) default to it. Each limit has a documented
+default; the README's "Limits" table lists them.
 """
 
 from __future__ import annotations
@@ -22,8 +25,8 @@ def comma_list(value: object) -> object:
     return value
 
 
-class ServiceSettings(BaseSettings):
-    """The serving process: models, request limits, batching, threads, event log."""
+class SharedSettings(BaseSettings):
+    """What the service and the monitor beside it share: one image, one environment."""
 
     model_config = SettingsConfigDict(env_prefix="SHIFTWATCH_", extra="ignore")
 
@@ -35,65 +38,13 @@ class ServiceSettings(BaseSettings):
         default_factory=lambda: ["research", "no_pe"]
     )
 
-    # Shadows run after the answer, on one background thread; beyond this many answered
-    # sequences waiting for them, new ones are logged with their shadows skipped (counted).
-    shadow_queue: int = Field(1024, ge=1)
-
-    max_instances: int = Field(64, ge=1)  # sequences in one /predict request
-    # Whitespace-separated words in one sequence (a request-size bound; a model's tokenizer
-    # may make more or fewer ids of them, cut at its positional limit and counted).
-    max_tokens: int = Field(512, ge=1)
-    max_text_chars: int = Field(16384, ge=1)  # characters in one `text` (or `tokens` joined)
-    max_id_chars: int = Field(128, ge=1)  # characters in request_id and domain
-    max_feedback_items: int = Field(1024, ge=1)  # labels in one /feedback request
-    max_body_bytes: int = Field(1_048_576, ge=1024)  # request body, enforced before parsing (413)
-
-    batching: bool = True  # adaptive batching of /predict across concurrent requests
-    max_batch_size: int = Field(128, ge=1)  # instances per adaptive batch (>= max_instances)
-    # BentoML answers 503 when it predicts a request would wait in the batch queue longer than
-    # this; 20 ms turned most requests at 32 clients away (docs/benchmarks.md), 1 s does not.
-    max_latency_ms: int = Field(1000, ge=1)
-    inference_batch: int = Field(32, ge=1)  # sequences per session.run, grouped by length
-    # Requests handled at once by the worker (BentoML traffic.max_concurrency); beyond it BentoML
-    # answers 429 at once ("Too many requests"), /livez /readyz /metrics exempt. Together with
-    # the 503 of the batch queue (max_latency_ms) and the 30 s request timeout (504), an overload
-    # is refused quickly instead of queueing without bound.
-    max_concurrency: int = Field(32, ge=1)
-    # On SIGTERM: /readyz answers 503 at once while requests are still served for at most this
-    # long (so a load balancer stops routing here), then in-flight requests finish and the
-    # process exits. SIGINT (Ctrl-C) skips the wait. 0: no wait.
-    shutdown_drain_seconds: float = Field(5.0, ge=0)
-    # The drain ends early once no /predict or /feedback has arrived for this long: routing has
-    # stopped (or there was no traffic), so an idle service exits in about 2 s. A request that
-    # reaches a balancer still routing here afterwards finds the port closed: HAProxy
-    # (deploy/haproxy: retries, redispatch) and ingress-nginx send it to another replica.
-    shutdown_quiet_seconds: float = Field(2.0, ge=0)
-
-    intra_op_threads: int = Field(1, ge=1)  # onnxruntime threads per session.run
-    inter_op_threads: int = Field(1, ge=1)
-    prefer_gpu: bool = True  # CUDA provider when onnxruntime-gpu and a GPU are present
-
-    event_log_enabled: bool = True
     # Where events go: `file`, JSON-lines segments in event_log_dir (one machine); `redis`,
     # Redis Streams (a fleet of replicas and one monitor per model shard; deploy/README.md).
     event_transport: Literal["file", "redis"] = "file"
     event_log_dir: Path = Path("artifacts/events")
-    event_log_segment_bytes: int = Field(16 * 2**20, ge=4096)  # roll to a new file past this
-    event_log_max_bytes: int = Field(256 * 2**20, ge=8192)  # delete oldest files past this total
-    event_log_queue: int = Field(
-        10_000, ge=1
-    )  # events waiting for the writer; beyond: dropped, counted
-    # Redis Streams: `<prefix>:predictions:<answering model>` and `<prefix>:labels`, each
-    # trimmed to about redis_max_len entries (XADD MAXLEN ~): a monitor further behind than
-    # that loses the oldest entries (its lag alert fires long before).
+    # Redis Streams: `<prefix>:predictions:<answering model>` and `<prefix>:labels`.
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_stream_prefix: str = Field("shiftwatch", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
-    redis_max_len: int = Field(200_000, ge=1000)
-    feedback_dedup_window: int = Field(100_000, ge=1)  # request ids remembered to count duplicates
-
-    feedback_token: SecretStr | None = (
-        None  # when set, /feedback needs "Authorization: Bearer <token>"
-    )
 
     @field_validator("shadow_models", mode="before")
     @classmethod
@@ -130,6 +81,64 @@ class ServiceSettings(BaseSettings):
     @property
     def primary_name(self) -> str:
         return split_model_ref(self.primary_model)[0]
+
+
+class ServiceSettings(SharedSettings):
+    """The serving process: request limits, batching, threads, the event log's writer."""
+
+    # Shadows run after the answer, on one background thread; beyond this many answered
+    # sequences waiting for them, new ones are logged with their shadows skipped (counted).
+    shadow_queue: int = Field(1024, ge=1)
+
+    max_instances: int = Field(64, ge=1)  # sequences in one /predict request
+    # Whitespace-separated words in one sequence (a request-size bound; a model's tokenizer
+    # may make more or fewer ids of them, cut at its positional limit and counted).
+    max_tokens: int = Field(512, ge=1)
+    max_text_chars: int = Field(16384, ge=1)  # characters in one `text` (or `tokens` joined)
+    max_id_chars: int = Field(128, ge=1)  # characters in request_id and domain
+    max_feedback_items: int = Field(1024, ge=1)  # labels in one /feedback request
+    max_body_bytes: int = Field(1_048_576, ge=1024)  # request body, enforced before parsing (413)
+
+    batching: bool = True  # adaptive batching of /predict across concurrent requests
+    max_batch_size: int = Field(128, ge=1)  # instances per adaptive batch (>= max_instances)
+    # BentoML answers 503 when it predicts a request would wait in the batch queue longer than
+    # this; 20 ms turned most requests at 32 clients away (docs/benchmarks.md), 1 s does not.
+    max_latency_ms: int = Field(1000, ge=1)
+    inference_batch: int = Field(32, ge=1)  # sequences per session.run, grouped by length
+    # Requests handled at once by the worker (BentoML traffic.max_concurrency); beyond it BentoML
+    # answers 429 at once ("Too many requests"), /livez /readyz /metrics exempt. Together with
+    # the 503 of the batch queue (max_latency_ms) and the request timeout (504), an overload
+    # is refused quickly instead of queueing without bound.
+    max_concurrency: int = Field(32, ge=1)
+    request_timeout_seconds: float = Field(30.0, gt=0)  # BentoML answers 504 past this
+    # On SIGTERM: /readyz answers 503 at once while requests are still served for at most this
+    # long (so a load balancer stops routing here), then in-flight requests finish and the
+    # process exits. SIGINT (Ctrl-C) skips the wait. 0: no wait.
+    shutdown_drain_seconds: float = Field(5.0, ge=0)
+    # The drain ends early once no /predict or /feedback has arrived for this long: routing has
+    # stopped (or there was no traffic), so an idle service exits in about 2 s. A request that
+    # reaches a balancer still routing here afterwards finds the port closed: HAProxy
+    # (deploy/haproxy: retries, redispatch) and ingress-nginx send it to another replica.
+    shutdown_quiet_seconds: float = Field(2.0, ge=0)
+
+    intra_op_threads: int = Field(1, ge=1)  # onnxruntime threads per session.run
+    inter_op_threads: int = Field(1, ge=1)
+    prefer_gpu: bool = True  # CUDA provider when onnxruntime-gpu and a GPU are present
+
+    event_log_enabled: bool = True
+    event_log_segment_bytes: int = Field(16 * 2**20, ge=4096)  # roll to a new file past this
+    event_log_max_bytes: int = Field(256 * 2**20, ge=8192)  # delete oldest files past this total
+    event_log_queue: int = Field(
+        10_000, ge=1
+    )  # events waiting for the writer; beyond: dropped, counted
+    # Each Redis stream is trimmed to about redis_max_len entries (XADD MAXLEN ~): a monitor
+    # further behind than that loses the oldest entries (its lag alert fires long before).
+    redis_max_len: int = Field(200_000, ge=1000)
+    feedback_dedup_window: int = Field(100_000, ge=1)  # request ids remembered to count duplicates
+
+    feedback_token: SecretStr | None = (
+        None  # when set, /feedback needs "Authorization: Bearer <token>"
+    )
 
 
 @lru_cache(maxsize=1)
