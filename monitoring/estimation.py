@@ -120,6 +120,22 @@ class Calibration:
         }
 
 
+@dataclass(frozen=True)
+class Estimate:
+    """One estimator on one window."""
+
+    estimate: float | None  # on every window row; None under the minimum of rows
+    paired: float | None  # on the labeled rows only
+    error: float | None  # paired − live accuracy on those same rows
+    interval: tuple[float, float] | None = None  # ATC's 5–95% interval, on every row
+
+    def to_dict(self) -> dict:
+        out = {"estimate": self.estimate, "paired": self.paired, "error": self.error}
+        if self.interval is not None:
+            out["interval"] = list(self.interval)
+        return out
+
+
 def window_estimates(
     calibration: Calibration,
     frame: pd.DataFrame,
@@ -127,7 +143,7 @@ def window_estimates(
     live: float,
     agreed: tuple[float | None, float | None],
     minimum: int,
-) -> dict[str, dict]:
+) -> dict[str, Estimate]:
     """Every estimator on all window rows (`estimate`) and on the labeled rows (`paired`),
     with `error` = paired − `live` (accuracy on those same rows); none from fewer than
     `minimum` rows. `agreed`: the agreement estimate on all and on labeled rows."""
@@ -142,19 +158,14 @@ def window_estimates(
             out.update(calibration.estimates(scores))
             out["bbse"] = calibration.label_shift(rows).implied_accuracy
             if with_intervals:  # the exported estimate's uncertainty (all rows)
-                intervals = {name: list(calibration.interval(name, scores)) for name in SCORES}
+                intervals = {name: tuple(calibration.interval(name, scores)) for name in SCORES}
         if agreement is not None:
             out["agreement"] = agreement
     estimates = {}
     for name in sorted(on_all.keys() | on_labeled.keys()):
         paired = on_labeled.get(name)
-        estimates[name] = {
-            "estimate": on_all.get(name),
-            "paired": paired,
-            "error": None if paired is None else paired - live,
-        }
-        if name in intervals:
-            estimates[name]["interval"] = intervals[name]
+        error = None if paired is None else paired - live
+        estimates[name] = Estimate(on_all.get(name), paired, error, intervals.get(name))
     return estimates
 
 

@@ -13,7 +13,9 @@ from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from monitoring.estimation import HEADLINE
 from monitoring.monitor import Monitor
+from monitoring.results import ModelWindow, Snapshot
 
 COMPUTE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -26,32 +28,118 @@ def _finite(value: float | None) -> bool:
     return value is not None and not math.isnan(value)
 
 
+# The per-window series: key -> (name, help, labels).
+WINDOW_SERIES = {
+    "rows": ("shiftwatch_window_predictions", "Predictions in the current window.", ["model"]),
+    "labeled": (
+        "shiftwatch_window_labeled",
+        "Labeled predictions in the current window.",
+        ["model"],
+    ),
+    "coverage": (
+        "shiftwatch_label_coverage_ratio",
+        "Labeled share of the current window.",
+        ["model"],
+    ),
+    "share": ("shiftwatch_drift_share", "Share of tested columns that drifted.", ["model"]),
+    "dataset": ("shiftwatch_dataset_drift", "1 when the window shows dataset drift.", ["model"]),
+    "fscore": ("shiftwatch_feature_drift_score", "Drift score per column.", ["model", "feature"]),
+    "fdrift": (
+        "shiftwatch_feature_drift_detected",
+        "1 when the column drifted.",
+        ["model", "feature"],
+    ),
+    "escore": ("shiftwatch_embedding_drift_score", "Embedding drift score.", ["model"]),
+    "edrift": ("shiftwatch_embedding_drift_detected", "1 when embeddings drifted.", ["model"]),
+    "pscore": ("shiftwatch_prediction_drift_score", "Predicted-label drift score.", ["model"]),
+    "pdrift": ("shiftwatch_prediction_drift_detected", "1 when predictions drifted.", ["model"]),
+    "live": (
+        "shiftwatch_live_accuracy_ratio",
+        "Accuracy on the window's labeled predictions.",
+        ["model"],
+    ),
+    "domain": (
+        "shiftwatch_live_accuracy_by_domain_ratio",
+        "Window accuracy per client domain.",
+        ["model", "domain"],
+    ),
+    "recall": (
+        "shiftwatch_class_recall_ratio",
+        "Window recall per true class.",
+        ["model", "class"],
+    ),
+    "ece": ("shiftwatch_expected_calibration_error_ratio", "ECE on the labeled window.", ["model"]),
+    "est": (
+        "shiftwatch_estimated_accuracy_ratio",
+        "Headline label-free accuracy estimate (see headline_estimator_info).",
+        ["model"],
+    ),
+    "headline": (
+        "shiftwatch_headline_estimator_info",
+        "1 for the estimator behind estimated_accuracy.",
+        ["model", "estimator"],
+    ),
+    "by_estimator": (
+        "shiftwatch_estimator_accuracy_ratio",
+        "Label-free accuracy estimate of each estimator on the whole window.",
+        ["model", "estimator"],
+    ),
+    "estimator_error": (
+        "shiftwatch_estimator_error_ratio",
+        "Estimate minus live accuracy, both on the window's labeled rows.",
+        ["model", "estimator"],
+    ),
+    "ls": (
+        "shiftwatch_label_shift_detected",
+        "1 when the window shows label shift (predicted classes and BBSE priors moved, inputs explained by the new priors).",
+        ["model"],
+    ),
+    "ls_distance": (
+        "shiftwatch_label_shift_distance_ratio",
+        "Total variation between BBSE's class priors and the reference's.",
+        ["model"],
+    ),
+    "prior": (
+        "shiftwatch_class_prior_ratio",
+        "BBSE's estimate of the window's class priors.",
+        ["model", "class"],
+    ),
+    "ref": ("shiftwatch_reference_accuracy_ratio", "Accuracy on the reference window.", ["model"]),
+    "gap": ("shiftwatch_deployment_gap_ratio", "Reference minus live accuracy.", ["model"]),
+    "err": (
+        "shiftwatch_estimation_error_ratio",
+        "Headline estimate minus live accuracy, both on the window's labeled rows.",
+        ["model"],
+    ),
+}
+
+
 class MonitorCollector(Collector):
     def __init__(self, monitor: Monitor) -> None:
         self.monitor = monitor
 
     def collect(self):
-        status = self.monitor.status()
-        counters = status["counters"]
+        snapshot = self.monitor.snapshot()
+        counters = snapshot.counters
         yield from self._counters(counters)
-        yield from self._windows(status["models"])
+        yield from self._windows(snapshot.models)
         lag = _gauge(
             "shiftwatch_monitor_ingest_lag_seconds", "Age of the oldest unread event-log data.", []
         )
-        lag.add_metric([], status["ingest_lag_seconds"])
+        lag.add_metric([], snapshot.ingest_lag_seconds)
         yield lag
-        yield from self._streams(status)
+        yield from self._streams(snapshot)
         last = _gauge(
             "shiftwatch_monitor_last_computation_timestamp_seconds",
             "Unix time of the last window computation.",
             [],
         )
-        last.add_metric([], status["last_computation"])
+        last.add_metric([], snapshot.last_computation)
         yield last
         pending = _gauge(
             "shiftwatch_monitor_pending_labels", "Predictions waiting for a label.", []
         )
-        pending.add_metric([], status["pending_labels"])
+        pending.add_metric([], snapshot.pending_labels)
         yield pending
         errors = CounterMetricFamily(
             "shiftwatch_monitor_errors",
@@ -61,9 +149,9 @@ class MonitorCollector(Collector):
             labels=["kind"],
         )
         errors.add_metric(["bad_line"], counters.get("bad_lines", 0))
-        for kind, value in status["errors"].items():
+        for kind, value in snapshot.errors.items():
             errors.add_metric([kind], value)
-        errors.add_metric(["reference"], len(status["reference_errors"]))
+        errors.add_metric(["reference"], len(snapshot.reference_errors))
         yield errors
         failing = _gauge(
             "shiftwatch_monitor_failing",
@@ -71,16 +159,16 @@ class MonitorCollector(Collector):
             ["stage"],
         )
         for stage in ("ingest", "compute"):
-            failing.add_metric([stage], int(stage in status["failing"]))
+            failing.add_metric([stage], int(stage in snapshot.failing))
         yield failing
         state = _gauge(
             "shiftwatch_monitor_state_bytes", "Size of the monitor's SQLite state on disk.", []
         )
-        state.add_metric([], status["state_bytes"])
+        state.add_metric([], snapshot.state_bytes)
         yield state
 
     @staticmethod
-    def _streams(status: dict):
+    def _streams(snapshot: Snapshot):
         """The Redis transport's backlog per stream, and failed reads (0 under `file`)."""
         lag = _gauge(
             "shiftwatch_monitor_stream_lag_events",
@@ -92,7 +180,7 @@ class MonitorCollector(Collector):
             "Stream entries delivered to this monitor but not yet acknowledged.",
             ["stream"],
         )
-        for stream, backlog in status["streams"].items():
+        for stream, backlog in snapshot.streams.items():
             lag.add_metric([stream], backlog["lag"])
             pending.add_metric([stream], backlog["pending"])
         yield lag
@@ -103,7 +191,7 @@ class MonitorCollector(Collector):
             labels=["reason"],
         )
         for reason in ("connection", "response"):
-            errors.add_metric([reason], status["transport_errors"].get(reason, 0))
+            errors.add_metric([reason], snapshot.transport_errors.get(reason, 0))
         yield errors
 
     @staticmethod
@@ -181,153 +269,47 @@ class MonitorCollector(Collector):
         yield correct
 
     @staticmethod
-    def _windows(models: dict[str, dict]):
-        g = {
-            "rows": _gauge(
-                "shiftwatch_window_predictions", "Predictions in the current window.", ["model"]
-            ),
-            "labeled": _gauge(
-                "shiftwatch_window_labeled", "Labeled predictions in the current window.", ["model"]
-            ),
-            "coverage": _gauge(
-                "shiftwatch_label_coverage_ratio", "Labeled share of the current window.", ["model"]
-            ),
-            "share": _gauge(
-                "shiftwatch_drift_share", "Share of tested columns that drifted.", ["model"]
-            ),
-            "dataset": _gauge(
-                "shiftwatch_dataset_drift", "1 when the window shows dataset drift.", ["model"]
-            ),
-            "fscore": _gauge(
-                "shiftwatch_feature_drift_score", "Drift score per column.", ["model", "feature"]
-            ),
-            "fdrift": _gauge(
-                "shiftwatch_feature_drift_detected",
-                "1 when the column drifted.",
-                ["model", "feature"],
-            ),
-            "escore": _gauge(
-                "shiftwatch_embedding_drift_score", "Embedding drift score.", ["model"]
-            ),
-            "edrift": _gauge(
-                "shiftwatch_embedding_drift_detected", "1 when embeddings drifted.", ["model"]
-            ),
-            "pscore": _gauge(
-                "shiftwatch_prediction_drift_score", "Predicted-label drift score.", ["model"]
-            ),
-            "pdrift": _gauge(
-                "shiftwatch_prediction_drift_detected", "1 when predictions drifted.", ["model"]
-            ),
-            "live": _gauge(
-                "shiftwatch_live_accuracy_ratio",
-                "Accuracy on the window's labeled predictions.",
-                ["model"],
-            ),
-            "domain": _gauge(
-                "shiftwatch_live_accuracy_by_domain_ratio",
-                "Window accuracy per client domain.",
-                ["model", "domain"],
-            ),
-            "recall": _gauge(
-                "shiftwatch_class_recall_ratio", "Window recall per true class.", ["model", "class"]
-            ),
-            "ece": _gauge(
-                "shiftwatch_expected_calibration_error_ratio",
-                "ECE on the labeled window.",
-                ["model"],
-            ),
-            "est": _gauge(
-                "shiftwatch_estimated_accuracy_ratio",
-                "Headline label-free accuracy estimate (see headline_estimator_info).",
-                ["model"],
-            ),
-            "headline": _gauge(
-                "shiftwatch_headline_estimator_info",
-                "1 for the estimator behind estimated_accuracy.",
-                ["model", "estimator"],
-            ),
-            "by_estimator": _gauge(
-                "shiftwatch_estimator_accuracy_ratio",
-                "Label-free accuracy estimate of each estimator on the whole window.",
-                ["model", "estimator"],
-            ),
-            "estimator_error": _gauge(
-                "shiftwatch_estimator_error_ratio",
-                "Estimate minus live accuracy, both on the window's labeled rows.",
-                ["model", "estimator"],
-            ),
-            "ls": _gauge(
-                "shiftwatch_label_shift_detected",
-                "1 when the window shows label shift (predicted classes and BBSE priors moved, "
-                "inputs explained by the new priors).",
-                ["model"],
-            ),
-            "ls_distance": _gauge(
-                "shiftwatch_label_shift_distance_ratio",
-                "Total variation between BBSE's class priors and the reference's.",
-                ["model"],
-            ),
-            "prior": _gauge(
-                "shiftwatch_class_prior_ratio",
-                "BBSE's estimate of the window's class priors.",
-                ["model", "class"],
-            ),
-            "ref": _gauge(
-                "shiftwatch_reference_accuracy_ratio",
-                "Accuracy on the reference window.",
-                ["model"],
-            ),
-            "gap": _gauge(
-                "shiftwatch_deployment_gap_ratio", "Reference minus live accuracy.", ["model"]
-            ),
-            "err": _gauge(
-                "shiftwatch_estimation_error_ratio",
-                "Headline estimate minus live accuracy, both on the window's labeled rows.",
-                ["model"],
-            ),
-        }
+    def _windows(models: dict[str, ModelWindow]):
+        g = {key: _gauge(*spec) for key, spec in WINDOW_SERIES.items()}
         for model, w in models.items():
-            live = w["live"]
-            g["rows"].add_metric([model], w["rows"])
-            g["labeled"].add_metric([model], live["labeled"])
-            if w["rows"]:
-                g["coverage"].add_metric([model], live["labeled"] / w["rows"])
-            g["ref"].add_metric([model], w["reference_accuracy"])
-            if _finite(w["estimated_accuracy"]):
-                g["est"].add_metric([model], w["estimated_accuracy"])
-            g["headline"].add_metric([model, w["headline_estimator"]], 1.0)
-            for estimator, values in w["estimates"].items():
-                if values["estimate"] is not None:
-                    g["by_estimator"].add_metric([model, estimator], values["estimate"])
-                if values["error"] is not None:
-                    g["estimator_error"].add_metric([model, estimator], values["error"])
-            shift = w["label_shift"]
-            if shift is not None:
-                g["ls"].add_metric([model], float(shift["detected"]))
-                g["ls_distance"].add_metric([model], shift["distance"])
-                for cls, value in shift["priors"].items():
+            g["rows"].add_metric([model], w.rows)
+            g["labeled"].add_metric([model], w.live.labeled)
+            if w.rows:
+                g["coverage"].add_metric([model], w.live.labeled / w.rows)
+            g["ref"].add_metric([model], w.reference_accuracy)
+            if _finite(w.estimated_accuracy):
+                g["est"].add_metric([model], w.estimated_accuracy)
+            g["headline"].add_metric([model, HEADLINE], 1.0)
+            for estimator, estimate in w.estimates.items():
+                if estimate.estimate is not None:
+                    g["by_estimator"].add_metric([model, estimator], estimate.estimate)
+                if estimate.error is not None:
+                    g["estimator_error"].add_metric([model, estimator], estimate.error)
+            if w.label_shift is not None:
+                g["ls"].add_metric([model], float(w.label_shift.detected))
+                g["ls_distance"].add_metric([model], w.label_shift.distance)
+                for cls, value in w.label_shift.priors.items():
                     g["prior"].add_metric([model, cls], value)
-            drift = w["drift"]
-            if drift is not None:
-                g["share"].add_metric([model], drift["drift_share"])
-                g["dataset"].add_metric([model], float(drift["dataset_drift"]))
-                for feature, column in drift["columns"].items():
-                    g["fscore"].add_metric([model, feature], column["score"])
-                    g["fdrift"].add_metric([model, feature], float(column["drifted"]))
-                for key, part in (("e", drift["embedding"]), ("p", drift["prediction"])):
+            if w.drift is not None:
+                g["share"].add_metric([model], w.drift.drift_share)
+                g["dataset"].add_metric([model], float(w.drift.dataset_drift))
+                for feature, column in w.drift.columns.items():
+                    g["fscore"].add_metric([model, feature], column.score)
+                    g["fdrift"].add_metric([model, feature], float(column.drifted))
+                for key, part in (("e", w.drift.embedding), ("p", w.drift.prediction)):
                     if part is not None:
-                        g[f"{key}score"].add_metric([model], part["score"])
-                        g[f"{key}drift"].add_metric([model], float(part["drifted"]))
-            if _finite(live["accuracy"]):  # whatever the labeled rows' count, as live accuracy
-                g["live"].add_metric([model], live["accuracy"])
-                g["ece"].add_metric([model], live["ece"])
-                g["gap"].add_metric([model], w["deployment_gap"])
-                for domain, value in live["by_domain"].items():
+                        g[f"{key}score"].add_metric([model], part.score)
+                        g[f"{key}drift"].add_metric([model], float(part.drifted))
+            if _finite(w.live.accuracy):  # whatever the labeled rows' count, as live accuracy
+                g["live"].add_metric([model], w.live.accuracy)
+                g["ece"].add_metric([model], w.live.ece)
+                g["gap"].add_metric([model], w.deployment_gap)
+                for domain, value in w.live.by_domain.items():
                     g["domain"].add_metric([model, domain], value)
-                for cls, value in live["class_recall"].items():
+                for cls, value in w.live.class_recall.items():
                     g["recall"].add_metric([model, cls], value)
-            if w["estimation_error"] is not None:
-                g["err"].add_metric([model], w["estimation_error"])
+            if w.estimation_error is not None:
+                g["err"].add_metric([model], w.estimation_error)
         yield from g.values()
 
 

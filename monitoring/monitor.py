@@ -7,14 +7,18 @@ import threading
 import time
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
 from monitoring.accuracy import live_accuracy
-from monitoring.drift import DriftConfig, DriftResult, compute_drift
-from monitoring.estimation import HEADLINE, Calibration, agreement_estimates, window_estimates
+from monitoring.drift import DriftConfig, compute_drift
+from monitoring.estimation import (
+    Calibration,
+    agreement_estimates,
+    window_estimates,
+)
 from monitoring.failures import Failures
-from monitoring.label_shift import LabelShiftVerdict, label_shift_verdict
+from monitoring.label_shift import label_shift_verdict
+from monitoring.results import ModelWindow, Snapshot
 from monitoring.settings import MonitorSettings
 from monitoring.state import MonitorState
 from shiftwatch.bundle import ModelBundle, read_bundle
@@ -115,46 +119,6 @@ def open_reader(settings: MonitorSettings, state: MonitorState) -> SegmentReader
     )
 
 
-@dataclass
-class ModelWindow:
-    """The latest computation for one model."""
-
-    rows: int
-    drift: DriftResult | None
-    live: dict
-    # Per estimator: `estimate` on every window row (None under the minimum of rows),
-    # `paired` on the labeled rows only and `error` = paired − live accuracy on those rows.
-    estimates: dict[str, dict]
-    label_shift: LabelShiftVerdict | None
-    reference_accuracy: float
-    frame: pd.DataFrame  # the window itself, for /report
-    notes: list[str]  # what was not computed, and why
-
-    @property
-    def estimated_accuracy(self) -> float:
-        """The headline estimate (see monitoring.estimation); NaN when not computed."""
-        value = self.estimates.get(HEADLINE, {}).get("estimate")
-        return float("nan") if value is None else value
-
-    def to_dict(self) -> dict:
-        live_acc = self.live["accuracy"]
-        return {
-            "rows": self.rows,
-            "notes": self.notes,
-            "drift": None if self.drift is None else self.drift.to_dict(),
-            "live": self.live,
-            "estimated_accuracy": self.estimated_accuracy,
-            "headline_estimator": HEADLINE,
-            "estimates": self.estimates,
-            "label_shift": None if self.label_shift is None else self.label_shift.to_dict(),
-            "reference_accuracy": self.reference_accuracy,
-            "deployment_gap": self.reference_accuracy - live_acc
-            if not np.isnan(live_acc)
-            else None,
-            "estimation_error": self.estimates.get(HEADLINE, {}).get("error"),
-        }
-
-
 class Monitor:
     def __init__(self, settings: MonitorSettings, drift_config: DriftConfig | None = None) -> None:
         self.settings = settings
@@ -246,7 +210,7 @@ class Monitor:
             windows[name] = ModelWindow(
                 rows=len(frame),
                 drift=drift,
-                live=live.to_dict(),
+                live=live,
                 estimates=window_estimates(
                     reference.calibration,
                     frame,
@@ -298,24 +262,27 @@ class Monitor:
             self.step()
             stop.wait(self.settings.poll_seconds)
 
-    def status(self) -> dict:
+    def snapshot(self) -> Snapshot:
+        """The results and the loop's own state at this moment, copied under the lock."""
         with self.lock:
-            return {
-                "window_size": self.settings.window_size,
-                "window_seconds": self.settings.window_seconds,
-                "last_computation": self.last_computation,
-                "computed_events": self.computed_events,
-                "ingest_lag_seconds": self.lag_seconds,
-                "transport": self.settings.event_transport,
-                "streams": {name: dict(backlog) for name, backlog in self.streams.items()},
-                "transport_errors": dict(self.transport_errors),
-                "counters": dict(self.counters),
-                "pending_labels": self.pending_labels,
-                "reference_errors": self.reference_errors,
-                "errors": dict(self.failures.counts),
-                "failing": {
-                    stage: failure.to_dict() for stage, failure in self.failures.current.items()
-                },
-                "state_bytes": self.state_bytes,
-                "models": {name: window.to_dict() for name, window in self.windows.items()},
-            }
+            return Snapshot(
+                window_size=self.settings.window_size,
+                window_seconds=self.settings.window_seconds,
+                last_computation=self.last_computation,
+                computed_events=self.computed_events,
+                ingest_lag_seconds=self.lag_seconds,
+                transport=self.settings.event_transport,
+                streams={name: dict(backlog) for name, backlog in self.streams.items()},
+                transport_errors=dict(self.transport_errors),
+                counters=dict(self.counters),
+                pending_labels=self.pending_labels,
+                reference_errors=dict(self.reference_errors),
+                errors=dict(self.failures.counts),
+                failing=dict(self.failures.current),
+                state_bytes=self.state_bytes,
+                models=dict(self.windows),
+            )
+
+    def status(self) -> dict:
+        """`/status`: the snapshot as JSON-ready data."""
+        return self.snapshot().to_dict()
