@@ -4,7 +4,8 @@ Each pass starts from a fresh SQLite state and drains everything with `run_once`
 reads nothing; Redis passes each use a consumer group of their own, created at the start of
 the streams, so every pass reads the same entries. A profiled pass times, inside the real
 code path, the four things an event costs (monkeypatched onto this pass's objects only):
-SQLite statements, pydantic's JSON validation, XREADGROUP, and the XACK/XINFO pipelines.
+SQLite statements, pydantic's JSON validation, XREADGROUP, and the XACK/XINFO pipelines;
+"rest" is the pass minus their sum (described in benchmarks/render/monitor.py's PARTS).
 """
 
 from __future__ import annotations
@@ -31,15 +32,6 @@ RETENTION_S: float = DEFAULTS["label_retention_seconds"].default
 STATE_MAX_BYTES: int | None = (
     DEFAULTS["state_max_bytes"].default if "state_max_bytes" in DEFAULTS else None
 )
-# The parts of an event's cost the profile separates; "rest" is the pass minus their sum.
-PARTS = {
-    "sqlite": "SQLite statements (sqlite3 execute: inserts, upserts, selects, begin/commit)",
-    "validate": "JSON validation (pydantic `validate_json` of each event)",
-    "xreadgroup": "XREADGROUP (round trip and redis-py's reply parsing)",
-    "pipelines": "XACK and XINFO pipelines (round trips)",
-    "rest": "the rest: Python around them (MonitorState's methods, json.dumps of features "
-    "and embeddings, entry bookkeeping, reading segment files)",
-}
 # MonitorState's keyword -> the MonitorSettings field the monitor passes it from, for those
 # this version of the monitor has.
 STATE_BOUNDS = {

@@ -1,11 +1,9 @@
-"""docs/benchmarks.md: one generated section per benchmark, plus what every section states."""
+"""What every section shares: tables, verdicts, the load line, and writing a section."""
 
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 HEADER = (
@@ -14,8 +12,6 @@ HEADER = (
 )
 # Other processes using more than this many cores make a run unrepresentative.
 BUSY_CORES = 0.25
-# /proc/cpuinfo flags that decide which GEMM kernels onnxruntime and torch can use.
-GEMM_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_tile", "amx_int8")
 
 
 def write_section(path: Path, name: str, markdown: str) -> None:
@@ -48,55 +44,6 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> 
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
-
-
-def machine_summary() -> str:
-    """One line: CPU model, cores (all and usable by this process), GEMM-relevant flags."""
-    model, flags = "unknown CPU", set()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and model == "unknown CPU":
-                model = value.strip()
-            elif key.strip() == "flags" and not flags:
-                flags = set(value.split())
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    present = [f for f in GEMM_FLAGS if f in flags] or ["none of " + "/".join(GEMM_FLAGS)]
-    return (
-        f"{model}; {os.cpu_count()} cores ({usable} usable by this process); "
-        f"GEMM flags: {', '.join(present)}"
-    )
-
-
-@dataclass(frozen=True)
-class CpuSnapshot:
-    """CPU time used so far by the whole machine and by this process, and the wall clock."""
-
-    machine_busy_s: float | None  # all processes since boot (/proc/stat); None off Linux
-    own_s: float  # this process, all its threads
-    wall_s: float
-
-    @classmethod
-    def now(cls) -> CpuSnapshot:
-        busy = None
-        stat = Path("/proc/stat")
-        if stat.exists():
-            # cpu  user nice system idle iowait irq softirq steal ...: busy = all but idle, iowait
-            ticks = [int(v) for v in stat.read_text().split("\n", 1)[0].split()[1:9]]
-            busy = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
-        return cls(busy, time.process_time(), time.perf_counter())
-
-
-def other_load_cores(start: CpuSnapshot, end: CpuSnapshot) -> float | None:
-    """Cores used on average by everything but this process between two snapshots.
-
-    A benchmark's numbers are only comparable when this is near 0.
-    """
-    if start.machine_busy_s is None or end.machine_busy_s is None:
-        return None
-    others = (end.machine_busy_s - start.machine_busy_s) - (end.own_s - start.own_s)
-    return max(others, 0.0) / (end.wall_s - start.wall_s)
 
 
 def describe_load(cores: float | None) -> str:
