@@ -27,7 +27,7 @@ from rich.console import Console
 from benchmarks.machine import CpuSnapshot, Environment, other_load_cores
 from benchmarks.ort_profile import OpProfile, profile_ops
 from benchmarks.render.inference import render
-from benchmarks.render.markdown import describe_load, write_section
+from benchmarks.render.markdown import describe_load, project_path, write_section
 from benchmarks.results import FP32, INT8, TARGET_CELL, TORCH, InferenceRun
 from benchmarks.timing import RepetitionBudget, Timing, gemm_peak_gflops, time_interleaved
 from exports.config import ExportConfig
@@ -92,18 +92,20 @@ def measure_grid(
 
 
 def recorded_int8_accuracy(bundle_dir: Path) -> tuple[dict | None, str]:
-    """The bundle's recorded per-set int8 accuracy (not recomputed here), and its source."""
+    """The bundle's recorded per-set int8 accuracy (not recomputed here), and its source
+    (the bundle named relative to the project, as the generated doc names it)."""
+    where = project_path(bundle_dir)
     if not (bundle_dir / "bundle.json").exists():
-        return None, f"no bundle with int8 yet ({bundle_dir} has no bundle.json)"
+        return None, f"no bundle with int8 yet ({where} has no bundle.json)"
     try:
         bundle = read_bundle(bundle_dir)
     except BundleError as exc:
         return None, f"no bundle with int8 yet ({exc})"
     accuracy = (bundle.meta.quantization or {}).get("accuracy")
     if not accuracy:
-        return None, f"no bundle with int8 yet ({bundle_dir} is not quantised)"
+        return None, f"no bundle with int8 yet ({where} is not quantised)"
     return accuracy, (
-        f"recorded in {bundle_dir / 'bundle.json'} (exported {bundle.meta.created_at} "
+        f"recorded in {project_path(bundle_dir / 'bundle.json')} (exported {bundle.meta.created_at} "
         f"from run {bundle.meta.source.get('path', 'unknown')})"
     )
 

@@ -4,7 +4,7 @@ the bundle's recorded int8 accuracy."""
 from __future__ import annotations
 
 from benchmarks.ort_profile import MATMUL_OPS, OpProfile
-from benchmarks.render.markdown import describe_load, markdown_table, verdict
+from benchmarks.render.markdown import describe_load, markdown_table, project_path, verdict
 from benchmarks.results import FP32, INT8, TARGET_CELL, TORCH, InferenceRun
 from benchmarks.timing import Timing, forward_flops
 from shiftwatch.inference import GRAPH_OPTIMIZATION
@@ -146,7 +146,7 @@ def render(m: InferenceRun) -> str:
         f"onnxruntime {env.versions['onnxruntime']} ({GRAPH_OPTIMIZATION})",
         f"- Date: {env.date}; wall time {m.wall_s:.0f} s",
         f"- Other load: {describe_load(m.other_load_cores)}",
-        f"- Model: {m.variant} from {m.run_dir} ({c.positional} positions, {c.attention} "
+        f"- Model: {m.variant} from {project_path(m.run_dir)} ({c.positional} positions, {c.attention} "
         f"attention), d_model {c.d_model}, {c.n_layers} layers, {c.n_heads} heads, d_ff {c.d_ff}, "
         f"max_positions {c.max_positions}; exported afresh to fp32 and dynamic int8 ONNX",
         f"- Per cell and engine: up to {b.max_reps} timed calls or {b.seconds} s (at least "

@@ -15,7 +15,7 @@ from benchmarks.live_service import Alternation, Cell
 from benchmarks.machine import Environment
 from benchmarks.ort_profile import OpProfile
 from benchmarks.render import estimation, inference, reproduction, service
-from benchmarks.render.markdown import write_section
+from benchmarks.render.markdown import ROOT, project_path, write_section
 from benchmarks.timing import RepetitionBudget, Timing
 from shiftwatch.settings import ServiceSettings
 from tests.benchmarks import render_inputs as F
@@ -33,8 +33,8 @@ def golden(name: str) -> str:
     return (GOLDEN / f"{name}.md").read_text()
 
 
-def test_inference_sections() -> None:
-    profiles = {
+def op_profiles() -> dict[str, OpProfile]:
+    return {
         results.FP32: OpProfile(
             {k: v[1] for k, v in F.OPS.items()}, {k: v[0] for k, v in F.OPS.items()}
         ),
@@ -42,28 +42,31 @@ def test_inference_sections() -> None:
             {k: v[3] for k, v in F.OPS.items()}, {k: v[2] for k, v in F.OPS.items()}
         ),
     }
-    full = results.InferenceRun(
-        command="python -m benchmarks.bench_inference",
-        variant="baseline",
-        run_dir=Path("artifacts/runs/embedded/baseline/0"),
-        config=ModelConfig(vocab_size=1000, num_classes=5),
-        threads=2,
-        budget=RepetitionBudget(5, 5, 300, 6.0),
-        rounds=5,
-        quick=False,
-        gemm_peak_gflops=152.7,
-        timings={k: Timing(v) for k, v in F.inference_timings().items()},
-        op_profiles=profiles,
-        skipped_lengths=[],
-        other_load_cores=0.01,
-        wall_s=100.2,
-        environment=environment(),
-        int8_accuracy=F.ACCURACY,
-        int8_source="recorded in artifacts/models/baseline/bundle.json (exported "
-        "2026-12-02T05:19:38+00:00 from run artifacts/runs/embedded/baseline/0)",
-    )
-    assert inference.render(full) == golden("inference_full")
-    quick = results.InferenceRun(
+
+
+def inference_run(quick: bool) -> results.InferenceRun:
+    if not quick:
+        return results.InferenceRun(
+            command="python -m benchmarks.bench_inference",
+            variant="baseline",
+            run_dir=Path("artifacts/runs/embedded/baseline/0"),
+            config=ModelConfig(vocab_size=1000, num_classes=5),
+            threads=2,
+            budget=RepetitionBudget(5, 5, 300, 6.0),
+            rounds=5,
+            quick=False,
+            gemm_peak_gflops=152.7,
+            timings={k: Timing(v) for k, v in F.inference_timings().items()},
+            op_profiles=op_profiles(),
+            skipped_lengths=[],
+            other_load_cores=0.01,
+            wall_s=100.2,
+            environment=environment(),
+            int8_accuracy=F.ACCURACY,
+            int8_source="recorded in artifacts/models/baseline/bundle.json (exported "
+            "2026-12-02T05:19:38+00:00 from run artifacts/runs/embedded/baseline/0)",
+        )
+    return results.InferenceRun(
         command="python -m benchmarks.bench_inference --quick",
         variant="no_pe",
         run_dir=Path("artifacts/runs/embedded/no_pe/0"),
@@ -80,7 +83,7 @@ def test_inference_sections() -> None:
         quick=True,
         gemm_peak_gflops=80.0,
         timings={k: Timing(v) for k, v in F.inference_timings(lengths=(32,)).items()},
-        op_profiles=profiles,
+        op_profiles=op_profiles(),
         skipped_lengths=[128, 512],
         other_load_cores=0.7,
         wall_s=31.0,
@@ -88,7 +91,11 @@ def test_inference_sections() -> None:
         int8_accuracy=None,
         int8_source="no bundle with int8 yet (artifacts/models/no_pe has no bundle.json)",
     )
-    assert inference.render(quick) == golden("inference_quick")
+
+
+def test_inference_sections() -> None:
+    assert inference.render(inference_run(quick=False)) == golden("inference_full")
+    assert inference.render(inference_run(quick=True)) == golden("inference_quick")
 
 
 def service_run(quick: bool, load: float | None) -> results.ServiceRun:
@@ -174,3 +181,24 @@ def test_write_section_replaces_only_its_own_section(tmp_path: Path) -> None:
     assert doc.read_text().endswith(
         "<!-- a:start -->\nthird\n<!-- a:end -->\n\n<!-- b:start -->\nsecond\n<!-- b:end -->\n"
     )
+
+
+def test_paths_inside_the_project_are_named_relative_to_it(tmp_path: Path) -> None:
+    assert project_path(ROOT / "artifacts" / "models" / "baseline") == "artifacts/models/baseline"
+    assert project_path(tmp_path / "bundle.json") == str(tmp_path / "bundle.json")
+    # The inference section's model line and int8 heading, from a run given absolutely.
+    run = results.InferenceRun(
+        **{
+            **inference_run(quick=True).__dict__,
+            "run_dir": ROOT / "artifacts" / "runs" / "embedded" / "no_pe" / "0",
+        }
+    )
+    assert "- Model: no_pe from artifacts/runs/embedded/no_pe/0 (" in inference.render(run)
+
+
+def test_int8_source_names_the_bundle_relative_to_the_project() -> None:
+    from benchmarks.bench_inference import recorded_int8_accuracy
+
+    accuracy, source = recorded_int8_accuracy(ROOT / "artifacts" / "models" / "not-there")
+    assert accuracy is None
+    assert source == "no bundle with int8 yet (artifacts/models/not-there has no bundle.json)"
