@@ -19,25 +19,21 @@ from pathlib import Path
 from typing import Annotated
 
 import numpy as np
+import onnxruntime as ort
 import torch
 import typer
 from rich.console import Console
 
-from benchmarks.inference_report import (
-    FP32,
-    INT8,
-    TARGET_CELL,
-    TORCH,
-    Measurement,
-    recorded_int8_accuracy,
-    render,
-)
+from benchmarks.machine import CpuSnapshot, Environment, other_load_cores
 from benchmarks.ort_profile import OpProfile, profile_ops
-from benchmarks.report import CpuSnapshot, describe_load, other_load_cores, write_section
+from benchmarks.render.inference import render
+from benchmarks.render.markdown import describe_load, project_path, write_section
+from benchmarks.results import FP32, INT8, TARGET_CELL, TORCH, InferenceRun
 from benchmarks.timing import RepetitionBudget, Timing, gemm_peak_gflops, time_interleaved
 from exports.config import ExportConfig
 from exports.onnx_export import export_onnx
 from exports.quantize import quantize_int8
+from shiftwatch.bundle import BundleError, read_bundle
 from shiftwatch.inference import OnnxClassifier, open_session
 from training.checkpoint import load_run
 from training.model import ModelConfig
@@ -95,6 +91,25 @@ def measure_grid(
     return timings
 
 
+def recorded_int8_accuracy(bundle_dir: Path) -> tuple[dict | None, str]:
+    """The bundle's recorded per-set int8 accuracy (not recomputed here), and its source
+    (the bundle named relative to the project, as the generated doc names it)."""
+    where = project_path(bundle_dir)
+    if not (bundle_dir / "bundle.json").exists():
+        return None, f"no bundle with int8 yet ({where} has no bundle.json)"
+    try:
+        bundle = read_bundle(bundle_dir)
+    except BundleError as exc:
+        return None, f"no bundle with int8 yet ({exc})"
+    accuracy = (bundle.meta.quantization or {}).get("accuracy")
+    if not accuracy:
+        return None, f"no bundle with int8 yet ({where} is not quantised)"
+    return accuracy, (
+        f"recorded in {project_path(bundle_dir / 'bundle.json')} (exported {bundle.meta.created_at} "
+        f"from run {bundle.meta.source.get('path', 'unknown')})"
+    )
+
+
 def profile_target_cell(
     model_dir: Path, config: ModelConfig, threads: int, quick: bool
 ) -> dict[str, OpProfile]:
@@ -143,7 +158,8 @@ def main(
         timings = measure_grid(config, engines, budget)
         op_profiles = profile_target_cell(Path(model_dir), config, threads, quick)
     ended = CpuSnapshot.now()
-    measurement = Measurement(
+    accuracy, source = recorded_int8_accuracy(bundle or ROOT / "artifacts" / "models" / variant)
+    measurement = InferenceRun(
         command=" ".join(["python -m benchmarks.bench_inference", *sys.argv[1:]]),
         variant=variant,
         run_dir=run_dir,
@@ -158,9 +174,11 @@ def main(
         skipped_lengths=skipped,
         other_load_cores=other_load_cores(started, ended),
         wall_s=ended.wall_s - started.wall_s,
+        environment=Environment.capture(torch=torch.__version__, onnxruntime=ort.__version__),
+        int8_accuracy=accuracy,
+        int8_source=source,
     )
-    accuracy, source = recorded_int8_accuracy(bundle or ROOT / "artifacts" / "models" / variant)
-    markdown = render(measurement, accuracy, source)
+    markdown = render(measurement)
     print(markdown)
     write_section(out, SECTION, markdown)
     console.print(f"wrote section '{SECTION}' of {out}")

@@ -1,10 +1,11 @@
-"""Monitor ingest, timed: file segments (`Ingestor`) and Redis Streams (`StreamReader`).
+"""Monitor ingest, timed: file segments (`SegmentReader`) and Redis Streams (`StreamReader`).
 
 Each pass starts from a fresh SQLite state and drains everything with `run_once` until it
 reads nothing; Redis passes each use a consumer group of their own, created at the start of
 the streams, so every pass reads the same entries. A profiled pass times, inside the real
 code path, the four things an event costs (monkeypatched onto this pass's objects only):
-SQLite statements, pydantic's JSON validation, XREADGROUP, and the XACK/XINFO pipelines.
+SQLite statements, pydantic's JSON validation, XREADGROUP, and the XACK/XINFO pipelines;
+"rest" is the pass minus their sum (described in benchmarks/render/monitor.py's PARTS).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import redis
 
-import monitoring.ingest
+import shiftwatch.transport
 from monitoring.settings import MonitorSettings
 from monitoring.state import MonitorState
 from shiftwatch.transport.redis_streams import StreamReader
@@ -31,15 +32,6 @@ RETENTION_S: float = DEFAULTS["label_retention_seconds"].default
 STATE_MAX_BYTES: int | None = (
     DEFAULTS["state_max_bytes"].default if "state_max_bytes" in DEFAULTS else None
 )
-# The parts of an event's cost the profile separates; "rest" is the pass minus their sum.
-PARTS = {
-    "sqlite": "SQLite statements (sqlite3 execute: inserts, upserts, selects, begin/commit)",
-    "validate": "JSON validation (pydantic `validate_json` of each event)",
-    "xreadgroup": "XREADGROUP (round trip and redis-py's reply parsing)",
-    "pipelines": "XACK and XINFO pipelines (round trips)",
-    "rest": "the rest: Python around them (MonitorState's methods, json.dumps of features "
-    "and embeddings, entry bookkeeping, reading segment files)",
-}
 # MonitorState's keyword -> the MonitorSettings field the monitor passes it from, for those
 # this version of the monitor has.
 STATE_BOUNDS = {
@@ -96,7 +88,7 @@ class TimedConnection:
 
 
 class TimedAdapter:
-    """Stands in for monitoring.ingest.EVENT (a pydantic TypeAdapter)."""
+    """Stands in for shiftwatch.transport.EVENT (a pydantic TypeAdapter)."""
 
     def __init__(self, adapter, watch: Stopwatch) -> None:
         self.validate_json = watch.wrap("validate", adapter.validate_json)
@@ -105,9 +97,9 @@ class TimedAdapter:
 @contextmanager
 def profiled(state: MonitorState, client: redis.Redis | None, watch: Stopwatch) -> Iterator[None]:
     """Time the parts of ingest on this state (and client) while the block runs."""
-    adapter, db = monitoring.ingest.EVENT, state.db
+    adapter, db = shiftwatch.transport.EVENT, state.db
     state.db = TimedConnection(db, watch)
-    monitoring.ingest.EVENT = TimedAdapter(adapter, watch)
+    shiftwatch.transport.EVENT = TimedAdapter(adapter, watch)
     if client is not None:
         client.xreadgroup = watch.wrap("xreadgroup", client.xreadgroup)
         make_pipeline = client.pipeline
@@ -121,7 +113,7 @@ def profiled(state: MonitorState, client: redis.Redis | None, watch: Stopwatch) 
     try:
         yield
     finally:
-        state.db, monitoring.ingest.EVENT = db, adapter
+        state.db, shiftwatch.transport.EVENT = db, adapter
 
 
 def state_bounds() -> list[tuple[str, str, float]]:

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from benchmarks.bench_service import DEFAULT_SHADOWS, stored_bundle
+from benchmarks.bench_service import stored_bundle
+from benchmarks.results import DEFAULT_SHADOWS
 from service.event_log import EventLog
 from service.predictor import Predictor
 from service.schemas import Instance

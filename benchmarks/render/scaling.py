@@ -1,11 +1,13 @@
 """docs/scaling.md's generated section: the fleet transport's measured limits, and what they
-extrapolate to, from one `bench_monitor` run's numbers (nothing in this module measures)."""
+extrapolate to, from one `bench_monitor` run's numbers."""
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 
-from benchmarks.report import markdown_table
+from benchmarks.render.markdown import markdown_table
+from benchmarks.results import MonitorRun
 
 LABEL_RATES = (0.0, 1.0)  # label events per served sequence: none, every one
 SHARDS = (1, 2, 4, 8)  # monitors, each with a disjoint set of models
@@ -13,7 +15,7 @@ SHARDS = (1, 2, 4, 8)  # monitors, each with a disjoint set of models
 
 @dataclass(frozen=True)
 class Measured:
-    """What one bench_monitor run measured (its section of docs/benchmarks.md)."""
+    """What the extrapolations start from: one bench_monitor run's numbers (`measured_from`)."""
 
     date: str
     machine: str
@@ -52,6 +54,34 @@ class Measured:
     @property
     def monitor_orphan_label_s(self) -> float:
         return 1 / self.orphan_label_rate
+
+
+def measured_from(run: MonitorRun) -> Measured:
+    """The numbers of a monitor benchmark run that the extrapolations use."""
+    redis = run.redis
+    prediction_stream, label_stream = redis.lengths
+    mixed = redis.ingest["mixed"]
+    return Measured(
+        date=run.environment.date,
+        machine=", ".join(part.strip() for part in run.environment.machine.split(";")[:2]),
+        writer_rate=redis.writer.rate,
+        writer_cores=redis.writer.writer_cores,
+        redis_write_cores=redis.writer.server_cores,
+        ingest_rate=mixed.rate,
+        prediction_rate=redis.ingest["predictions"].rate,
+        orphan_label_rate=redis.ingest["labels"].rate,
+        file_ingest_rate=statistics.median(p.rate for p in run.file_passes),
+        redis_read_cpu_prediction=redis.ingest["predictions"].redis_cpu_per_event,
+        redis_read_cpu_label=redis.ingest["labels"].redis_cpu_per_event,
+        prediction_entry_bytes=redis.memory[prediction_stream] / run.predictions,
+        label_entry_bytes=redis.memory[label_stream] / run.labels,
+        prediction_json_bytes=run.prediction_json_bytes,
+        state_bytes_per_sequence=statistics.median(p.state_bytes for p in mixed.passes)
+        / run.predictions,
+        max_len=run.max_len,
+        retention_s=run.retention_s,
+        state_max_bytes=run.state_max_bytes,
+    )
 
 
 def monitor_limit(m: Measured, label_rate: float, shards: int) -> float:
@@ -95,8 +125,13 @@ def _limit(monitors: float, redis: float) -> str:
     return f"{_n(min(monitors, redis))} ({'monitors' if monitors < redis else 'Redis'})"
 
 
-def render(m: Measured) -> str:
+def render(run: MonitorRun) -> str:
     """The generated section of docs/scaling.md."""
+    return render_measured(measured_from(run))
+
+
+def render_measured(m: Measured) -> str:
+    """The generated section of docs/scaling.md, from the numbers it starts from."""
     us = 1e6
     measured = [
         [
