@@ -13,7 +13,7 @@ Two readings per scenario × model, both on the same rows for estimate and live 
   still wait for their labels: the estimate on the window's labeled rows against their
   accuracy (what an operator can check at that moment);
 - settled: the final window once every label has arrived.
-The headline estimator (fixed in advance: monitoring/estimation.py) is held to the targets
+The headline estimator (fixed in advance: monitoring/calibration.py) is held to the targets
 of DESIGN.md; the others are reported beside it.
 """
 

@@ -70,7 +70,7 @@ def time_drift(reference, rows: int, repeats: int) -> list[float]:
 def time_estimates(reference, labels: list[str], rows: int, repeats: int) -> list[float]:
     """Every label-free estimator, the ATC interval and the label-shift verdict on a window
     (as Monitor.compute runs them; the drift they need is computed outside the timing)."""
-    from monitoring.estimation import HEADLINE, Calibration
+    from monitoring.calibration import HEADLINE, Calibration
     from monitoring.label_shift import label_shift_verdict
     from shiftwatch.bundle import probability_columns
 

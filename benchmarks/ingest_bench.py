@@ -20,8 +20,8 @@ from pathlib import Path
 import redis
 
 import shiftwatch.transport
-from monitoring.settings import MonitorSettings
 from monitoring.state import MonitorState
+from shiftwatch.settings import MonitorSettings
 from shiftwatch.transport.redis_streams import StreamReader
 from shiftwatch.transport.segments import SegmentReader
 

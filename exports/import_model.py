@@ -23,10 +23,10 @@ import pandas as pd
 from exports.reference import build_reference
 from exports.staging import created_at, file_sha256, git_commit, publish_bundle, staging_folder
 from shiftwatch.bundle import BundleError, BundleMeta, ModelBundle, inspect_onnx
+from shiftwatch.classification import classification_report
 from shiftwatch.data.loader import Selection, read_labeled_rows
 from shiftwatch.encoding import pad_batch
 from shiftwatch.inference import GRAPH_OPTIMIZATION, OnnxClassifier, open_session
-from shiftwatch.metrics import classification_report
 from shiftwatch.names import validate_model_name
 from shiftwatch.tokenizer import TextTokenizer
 
@@ -140,7 +140,7 @@ def import_bundle(
     """Wrap an ONNX text classifier trained elsewhere into `models_dir/<name>/`.
 
     Registering the bundle in the BentoML model store is the caller's job
-    (`exports.store.register_bundle`).
+    (`exports.register.register_bundle`).
 
     Args:
         onnx_path: the model: inputs input_ids, attention_mask (and optionally

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from exports.bundle_export import export_bundle
 from exports.config import ExportConfig
+from exports.register import ensure_registered
 from exports.staging import file_sha256
-from exports.store import ensure_registered
 from shiftwatch.bundle import BundleError, ModelBundle, probability_columns, read_bundle
 from shiftwatch.data import Dataset
 from shiftwatch.reference import load_reference

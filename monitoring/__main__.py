@@ -12,7 +12,7 @@ import sys
 from pydantic import ValidationError
 
 from monitoring.app import serve
-from monitoring.settings import MonitorSettings
+from shiftwatch.settings import MonitorSettings
 
 
 def main() -> int:

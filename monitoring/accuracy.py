@@ -1,4 +1,4 @@
-"""Live accuracy from joined labels (label-free estimates: monitoring.estimation)."""
+"""Live accuracy from joined labels (label-free estimates: monitoring.calibration)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from shiftwatch.metrics import expected_calibration_error
+from shiftwatch.classification import expected_calibration_error
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from monitoring.evidently_report import drift_report_html
 from monitoring.exporter import build_registry
 from monitoring.monitor import Monitor
-from monitoring.report import drift_report_html
-from monitoring.settings import MonitorSettings
+from shiftwatch.settings import MonitorSettings
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from monitoring.estimation import HEADLINE
+from monitoring.calibration import HEADLINE
 from monitoring.monitor import Monitor
 from monitoring.results import ModelWindow, Snapshot
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from monitoring.calibration import Calibration
 from monitoring.drift import DriftConfig, DriftResult, compute_drift
-from monitoring.estimation import Calibration
 
 MIN_DISTANCE = 0.1  # total variation between estimated and reference class priors
 

@@ -10,20 +10,20 @@ from dataclasses import dataclass
 import pandas as pd
 
 from monitoring.accuracy import live_accuracy
-from monitoring.drift import DriftConfig, compute_drift
-from monitoring.estimation import (
+from monitoring.calibration import (
     Calibration,
     agreement_estimates,
     window_estimates,
 )
+from monitoring.drift import DriftConfig, compute_drift
 from monitoring.failures import Failures
 from monitoring.label_shift import label_shift_verdict
 from monitoring.results import ModelWindow, Snapshot
-from monitoring.settings import MonitorSettings
 from monitoring.state import MonitorState
 from shiftwatch.bundle import ModelBundle, read_bundle
 from shiftwatch.names import split_model_ref
 from shiftwatch.reference import load_reference
+from shiftwatch.settings import MonitorSettings
 from shiftwatch.transport import TransportError
 from shiftwatch.transport.redis_streams import (
     StreamReader,

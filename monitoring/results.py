@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 
 from monitoring.accuracy import LiveAccuracy
+from monitoring.calibration import HEADLINE, Estimate
 from monitoring.drift import DriftResult
-from monitoring.estimation import HEADLINE, Estimate
 from monitoring.failures import Failure
 from monitoring.label_shift import LabelShiftVerdict
 
@@ -31,7 +31,7 @@ class ModelWindow:
 
     @property
     def headline(self) -> Estimate | None:
-        """The headline estimator's result (see monitoring.estimation)."""
+        """The headline estimator's result (see monitoring.calibration)."""
         return self.estimates.get(HEADLINE)
 
     @property

@@ -58,7 +58,7 @@ WAL_LIMIT_BYTES = 8 * 2**20  # the write-ahead log is truncated to this after a 
 
 def probability_blob(probabilities: dict[str, float]) -> bytes:
     """An output's class probabilities as float32 bytes, in sorted label order (the state
-    knows no model's labels; `monitoring.estimation` puts them back in the bundle's order)."""
+    knows no model's labels; `monitoring.calibration` puts them back in the bundle's order)."""
     return float32_blob([probabilities[k] for k in sorted(probabilities)])
 
 

@@ -25,7 +25,7 @@ from typing import Protocol
 
 from pydantic import BaseModel
 
-from service import metrics
+from service import prometheus
 from shiftwatch.settings import ServiceSettings
 from shiftwatch.transport import TransportError
 
@@ -39,10 +39,10 @@ class TransportMetrics:
     """A writer's report, into the service's metrics."""
 
     def lost(self, reason: str, events: int) -> None:
-        metrics.event_log_write_errors.labels(reason=reason).inc(events)
+        prometheus.event_log_write_errors.labels(reason=reason).inc(events)
 
     def up(self, backend: str, up: bool) -> None:
-        metrics.event_transport_up.labels(backend=backend).set(int(up))
+        prometheus.event_transport_up.labels(backend=backend).set(int(up))
 
 
 class Transport(Protocol):
@@ -72,9 +72,9 @@ class EventLog:
             kind = getattr(event, "type", "unknown")
             try:
                 self._queue.put_nowait(event)
-                metrics.event_log_events.labels(type=kind).inc()
+                prometheus.event_log_events.labels(type=kind).inc()
             except queue.Full:
-                metrics.event_log_write_errors.labels(reason="queue_full").inc()
+                prometheus.event_log_write_errors.labels(reason="queue_full").inc()
 
     def close(self, timeout: float = 5.0) -> None:
         """Write what is queued (while the transport is available), then stop the writer."""
@@ -91,7 +91,7 @@ class EventLog:
     def _run(self) -> None:
         try:
             while True:
-                metrics.event_log_queue.set(self._queue.qsize())
+                prometheus.event_log_queue.set(self._queue.qsize())
                 if not self.transport.available():
                     if self._stop.is_set():
                         break
@@ -105,7 +105,7 @@ class EventLog:
         finally:
             lost = self._queue.qsize()
             if lost:
-                metrics.event_log_write_errors.labels(reason="shutdown").inc(lost)
+                prometheus.event_log_write_errors.labels(reason="shutdown").inc(lost)
                 log.warning("event log stopped with %d events unwritten", lost)
             self.transport.close()
 
@@ -130,7 +130,7 @@ class EventLog:
         try:
             self.transport.write(events)
         except TransportError as exc:
-            metrics.event_log_write_errors.labels(reason=exc.reason).inc(len(events))
+            prometheus.event_log_write_errors.labels(reason=exc.reason).inc(len(events))
             log.warning("event log write failed (%d events lost): %s", len(events), exc)
 
 

@@ -13,7 +13,7 @@ import json
 import secrets
 from collections.abc import Awaitable, Callable
 
-from service import metrics
+from service import prometheus
 from service.rejections import RejectionLog, start_request
 
 Scope = dict
@@ -122,7 +122,7 @@ class RequestLimits:
             self._count(endpoint, status, holder.get("reason", "invalid_schema"))
 
     def _count(self, endpoint: str, status: int, reason: str) -> None:
-        metrics.rejected.labels(endpoint=endpoint, reason=reason).inc()
+        prometheus.rejected.labels(endpoint=endpoint, reason=reason).inc()
         self.rejection_log.rejected("POST", f"/{endpoint}", status, reason)
 
     async def _too_large(self, send: Send, endpoint: str, size: int) -> None:

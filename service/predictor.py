@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service import metrics
+from service import prometheus
 from service.schemas import Instance, Prediction
 from service.shadows import ShadowWork
 from shiftwatch.bundle import ModelBundle
@@ -80,8 +80,8 @@ class Predictor:
         if key not in encodings:
             encodings[key] = tokenizer.encode(texts)
         encoded = encodings[key]
-        metrics.input_truncated.labels(model=model.name).inc(sum(encoded.truncated))
-        histogram = metrics.inference_seconds.labels(model=model.name)
+        prometheus.input_truncated.labels(model=model.name).inc(sum(encoded.truncated))
+        histogram = prometheus.inference_seconds.labels(model=model.name)
         logits, pooled = model.classifier.predict(
             encoded.ids,
             self.settings.inference_batch,
@@ -113,8 +113,8 @@ class Predictor:
                     embedding=[] if embedding is None else embedding[row].astype(float).tolist(),
                 )
             )
-            metrics.predictions.labels(model=model.name, predicted_class=labels[best]).inc()
-            metrics.confidence.labels(model=model.name).observe(float(probs[row, best]))
+            prometheus.predictions.labels(model=model.name, predicted_class=labels[best]).inc()
+            prometheus.confidence.labels(model=model.name).observe(float(probs[row, best]))
         return outputs
 
     def predict(
@@ -128,7 +128,7 @@ class Predictor:
         sequences are batched by length (see `OnnxClassifier.predict`).
         """
         now = time.time()
-        metrics.batch_size.observe(len(instances))
+        prometheus.batch_size.observe(len(instances))
         answers: list[Prediction | None] = [None] * len(instances)
         events: list[PredictionEvent] = []
         work = None
@@ -141,15 +141,15 @@ class Predictor:
             tokens = [texts[i] for i in rows]
             encodings: dict[tuple, Encoded] = {}
             encoded, probs, embedding = self._run(model, tokens, encodings)
-            metrics.input_long_words.inc(sum(encoded.clipped_words))  # once per instance
+            prometheus.input_long_words.inc(sum(encoded.clipped_words))  # once per instance
             outputs = self._outputs(model, probs, embedding)
             group_events = []
             for k, i in enumerate(rows):
                 features = drift_features(
                     encoded.ids[k], model.bundle.tokenizer, model.bundle.meta.max_trained_length
                 )
-                metrics.input_length.observe(features["length"])
-                metrics.input_oov_share.observe(features["oov_share"])
+                prometheus.input_length.observe(features["length"])
+                prometheus.input_oov_share.observe(features["oov_share"])
                 out = outputs[k]
                 answers[i] = Prediction(
                     request_id=instances[i].request_id,

@@ -20,7 +20,7 @@ from bentoml.models import BentoModel
 from pydantic_core import PydanticCustomError, ValidationError
 from starlette.responses import JSONResponse
 
-from service import metrics
+from service import prometheus
 from service.event_log import open_event_log
 from service.limits import LIMITED_PATHS, RequestLimits
 from service.predictor import Predictor, StartupError
@@ -29,8 +29,8 @@ from service.schemas import FeedbackItems, FeedbackReceipt, Instances, Predictio
 from service.shadows import ShadowWorker
 from shiftwatch.bundle import BundleError, ModelBundle, read_bundle
 from shiftwatch.events import LabelEvent
+from shiftwatch.model_store import missing_model_message
 from shiftwatch.settings import service_settings
-from shiftwatch.store import missing_model_message
 
 log = logging.getLogger("shiftwatch.service")
 SETTINGS = service_settings()
@@ -233,8 +233,8 @@ class Shiftwatch:
             events.append(
                 LabelEvent(request_id=item.request_id, label=item.label, timestamp=time.time())
             )
-        metrics.feedback_labels.labels(result="accepted").inc(len(events))
-        metrics.feedback_labels.labels(result="duplicate").inc(duplicates)
+        prometheus.feedback_labels.labels(result="accepted").inc(len(events))
+        prometheus.feedback_labels.labels(result="duplicate").inc(duplicates)
         self.record(events)
         return FeedbackReceipt(accepted=len(events), duplicates=duplicates)
 

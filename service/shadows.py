@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from service import metrics
+from service import prometheus
 from shiftwatch.events import PredictionEvent
 from shiftwatch.tokenizer import Encoded
 
@@ -85,7 +85,7 @@ class ShadowWorker:
             if accepted:
                 self._jobs.append(work)
                 self._waiting += len(work)
-                metrics.shadow_queue.set(self._waiting)
+                prometheus.shadow_queue.set(self._waiting)
                 self._changed.notify()
         if not accepted:
             self._skip(work, "shutdown" if self._closing else "saturated")
@@ -106,7 +106,7 @@ class ShadowWorker:
         with self._changed:
             jobs, self._waiting = list(self._jobs), 0
             self._jobs.clear()
-            metrics.shadow_queue.set(0)
+            prometheus.shadow_queue.set(0)
         return jobs
 
     def _next(self) -> ShadowWork | None:
@@ -118,7 +118,7 @@ class ShadowWorker:
                 return None
             work = self._jobs.popleft()
             self._waiting -= len(work)
-            metrics.shadow_queue.set(self._waiting)
+            prometheus.shadow_queue.set(self._waiting)
             return work
 
     def _serve(self) -> None:
@@ -135,5 +135,5 @@ class ShadowWorker:
             self.deliver(events)
 
     def _skip(self, work: ShadowWork, reason: str) -> None:
-        metrics.shadow_skipped.labels(reason=reason).inc(len(work))
+        prometheus.shadow_skipped.labels(reason=reason).inc(len(work))
         self.deliver(work.skipped())

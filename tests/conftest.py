@@ -110,7 +110,7 @@ def tiny_store(tiny_runs: dict, tiny_dataset, tmp_path_factory: pytest.TempPathF
     """
     from exports.bundle_export import export_bundle
     from exports.config import ExportConfig
-    from exports.store import register_bundle
+    from exports.register import register_bundle
     from tests.servers import TINY_NAMES
 
     config = ExportConfig(parity_sequences=40, parity_max_batch=8, threads=1)

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from shiftwatch.classification import classification_report
 from shiftwatch.encoding import softmax
-from shiftwatch.metrics import classification_report
 from training.batches import EncodedSplit, predict
 
 

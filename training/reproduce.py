@@ -21,7 +21,7 @@ from shiftwatch.data import Dataset
 from training import figures
 from training.config import Profile
 from training.model import VARIANTS
-from training.report import combined_markdown, results_markdown
+from training.results_md import combined_markdown, results_markdown
 from training.study import RunRecord, accuracy_table, evaluate_claims
 from training.train import train_run
 

@@ -28,7 +28,7 @@ def monitor(
 ) -> None:
     """Run the monitoring sidecar (settings from SHIFTWATCH_MONITOR_* variables)."""
     from monitoring.app import serve
-    from monitoring.settings import MonitorSettings
+    from shiftwatch.settings import MonitorSettings
 
     with user_errors():
         settings = MonitorSettings(**({"port": port} if port else {}))

@@ -46,7 +46,7 @@ def export(
     """Export trained runs to ONNX model bundles (parity-checked) and register them."""
     from exports.bundle_export import export_bundle
     from exports.config import ExportConfig
-    from exports.store import register_bundle
+    from exports.register import register_bundle
     from shiftwatch.bundle import BundleError
     from shiftwatch.names import validate_model_name
     from training.model import VARIANTS
@@ -125,7 +125,7 @@ def import_model(
 ) -> None:
     """Wrap an ONNX classifier trained elsewhere into a bundle, served and monitored like ours."""
     from exports.import_model import import_bundle
-    from exports.store import register_bundle
+    from exports.register import register_bundle
 
     with user_errors():
         names = (
@@ -181,7 +181,7 @@ def serve(
         os.environ["SHIFTWATCH_PRIMARY_MODEL"] = primary
     if shadows is not None:
         os.environ["SHIFTWATCH_SHADOW_MODELS"] = shadows
-    from shiftwatch.store import missing_model_message
+    from shiftwatch.model_store import missing_model_message
 
     with user_errors():
         settings = ServiceSettings()  # names checked here, with one clear line

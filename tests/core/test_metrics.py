@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from shiftwatch.metrics import (
+from shiftwatch.classification import (
     classification_report,
     confusion_matrix,
     expected_calibration_error,

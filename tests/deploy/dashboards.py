@@ -90,7 +90,7 @@ def recording_rules() -> set[str]:
 
 def exported_metrics() -> set[str]:
     """Base names of the series the service and the monitor declare, and BentoML's own."""
-    service = re.findall(r'name="(shiftwatch_\w+)"', (ROOT / "service/metrics.py").read_text())
+    service = re.findall(r'name="(shiftwatch_\w+)"', (ROOT / "service/prometheus.py").read_text())
     monitor = re.findall(r'"(shiftwatch_\w+)"', (ROOT / "monitoring/exporter.py").read_text())
     return set(service) | set(monitor) | BENTOML_METRICS
 

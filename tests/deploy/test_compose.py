@@ -14,8 +14,7 @@ import jsonschema
 import pytest
 import yaml
 
-from monitoring.settings import MonitorSettings
-from shiftwatch.settings import ServiceSettings
+from shiftwatch.settings import MonitorSettings, ServiceSettings
 from tests.deploy.tools import DEPLOY, setting_names
 from tests.test_dependency_rules import IMAGE_ENTRIES
 

@@ -11,8 +11,7 @@ import jsonschema
 import pytest
 import yaml
 
-from monitoring.settings import MonitorSettings
-from shiftwatch.settings import ServiceSettings
+from shiftwatch.settings import MonitorSettings, ServiceSettings
 from tests.deploy.test_compose import compose_schema
 from tests.deploy.tools import DEPLOY, setting_names, settings_in
 

@@ -18,8 +18,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from monitoring.settings import MonitorSettings
-from shiftwatch.settings import ServiceSettings
+from shiftwatch.settings import MonitorSettings, ServiceSettings
 from tests.deploy.dashboards import ALERTS, DASHBOARDS
 from tests.deploy.tools import DEPLOY
 

@@ -18,8 +18,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from monitoring.settings import MonitorSettings
-from shiftwatch.settings import ServiceSettings
+from shiftwatch.settings import MonitorSettings, ServiceSettings
 from tests.deploy import kustomize
 from tests.deploy.test_k8s import CRDS, VERSIONS
 from tests.deploy.tools import DEPLOY, optional_tool, setting_names, settings_in

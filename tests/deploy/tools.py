@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from monitoring.settings import MonitorSettings
 from orchestration.replay.stack import start_monitor as stack_start_monitor
 from orchestration.replay.stack import wait_ready
-from shiftwatch.settings import ServiceSettings
+from shiftwatch.settings import MonitorSettings, ServiceSettings
 from tests.servers import ROOT, TINY_NAMES
 
 DEPLOY = ROOT / "deploy"

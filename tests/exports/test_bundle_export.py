@@ -16,7 +16,7 @@ import torch
 from exports.bundle_export import export_bundle
 from exports.config import ExportConfig
 from exports.onnx_export import ParityError, check_parity
-from exports.store import register_bundle
+from exports.register import register_bundle
 from shiftwatch.bundle import (
     QUANTIZED_FILE,
     REQUIRED_FILES,

@@ -23,12 +23,12 @@ import pandas as pd
 import pytest
 
 from exports.import_model import import_bundle
-from exports.store import register_bundle
+from exports.register import register_bundle
 from orchestration.replay.stack import start_monitor, start_service
 from shiftwatch.bundle import REQUIRED_FILES, ModelBundle, read_bundle
+from shiftwatch.classification import classification_report
 from shiftwatch.encoding import pad_batch, softmax
 from shiftwatch.inference import GRAPH_OPTIMIZATION, OnnxClassifier
-from shiftwatch.metrics import classification_report
 from shiftwatch.reference import load_reference
 from shiftwatch.tokenizer import TextTokenizer
 from tests.servers import wait_status

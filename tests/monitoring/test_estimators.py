@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from monitoring import estimators as est
+from monitoring.calibration import Calibration
 from monitoring.drift import ColumnTest, DriftConfig, compute_drift
-from monitoring.estimation import Calibration
 from monitoring.label_shift import label_shift_verdict
 from shiftwatch.bundle import probability_columns
 from shiftwatch.encoding import entropy, softmax

@@ -12,10 +12,10 @@ import httpx
 import pytest
 
 from monitoring.monitor import Monitor
-from monitoring.settings import MonitorSettings
 from monitoring.state import MonitorState
 from orchestration.replay.stack import start_monitor
 from shiftwatch.events import LabelEvent
+from shiftwatch.settings import MonitorSettings
 from shiftwatch.transport.segments import SegmentReader, SegmentWriter
 from tests.monitoring.test_state import prediction
 from tests.servers import TINY_NAMES, monitor_env

@@ -1,5 +1,5 @@
 """Reading the BentoML model store: which shiftwatch bundles it holds (torch-free; BentoML
-is imported on use). Registering a bundle is `exports.store`'s job."""
+is imported on use). Registering a bundle is `exports.register`'s job."""
 
 from __future__ import annotations
 
