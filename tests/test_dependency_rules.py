@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = {"training", "exports", "service", "monitoring"}
 
@@ -22,12 +24,14 @@ def module_level_imports(path: Path) -> set[str]:
     return names
 
 
+@pytest.mark.unit
 def test_core_imports_no_stage_and_no_torch_at_module_level() -> None:
     for path in (ROOT / "shiftwatch").rglob("*.py"):
         bad = module_level_imports(path) & (STAGES | {"torch"})
         assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)} at module level"
 
 
+@pytest.mark.unit
 def test_serving_stages_never_import_torch_or_training() -> None:
     for stage in ("service", "monitoring"):
         for path in (ROOT / stage).rglob("*.py") if (ROOT / stage).exists() else []:
@@ -42,6 +46,7 @@ def test_serving_stages_never_import_torch_or_training() -> None:
                     assert not any(n.split(".")[0] in {"torch", "training"} for n in names), path
 
 
+@pytest.mark.integration
 def test_importing_the_core_and_cli_loads_no_torch_and_no_stage() -> None:
     code = (
         "import sys, shiftwatch, shiftwatch.cli, shiftwatch.data, shiftwatch.features, "
@@ -112,18 +117,21 @@ def forbidden(first_party: set[str], third_party: set[str], names: set[str]) -> 
     return {m for m in reached for n in names if m == n or m.startswith(n + ".")}
 
 
+@pytest.mark.unit
 def test_the_images_never_reach_training_torch_or_the_cli() -> None:
     for image, entry in IMAGE_ENTRIES.items():
         first_party, third_party = reachable(entry)
         assert not forbidden(first_party, third_party, NEVER_IN_IMAGES), image
 
 
+@pytest.mark.unit
 def test_the_serving_image_reaches_no_analytics_stack() -> None:
     first_party, third_party = reachable(IMAGE_ENTRIES["service"])
     assert not forbidden(first_party, third_party, NOT_IN_SERVING)
     assert {"onnxruntime", "tokenizers", "bentoml"} <= third_party  # the walk does walk
 
 
+@pytest.mark.unit
 def test_the_bento_holds_every_module_the_images_run() -> None:
     """bentofile.yaml's include/exclude, matched by BentoML's own path spec, against every
     module file the two entries reach (main once shipped a monitor whose CLI was left out)."""

@@ -33,6 +33,8 @@ from shiftwatch.replay.stack import start_monitor, start_service
 from shiftwatch.tokenizer import TextTokenizer
 from tests.servers import wait_status
 
+pytestmark = pytest.mark.integration
+
 # transformers is imported inside the fixtures, after this: it must never reach the hub.
 os.environ["HF_HUB_OFFLINE"] = "1"
 

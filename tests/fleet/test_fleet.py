@@ -15,7 +15,7 @@ from shiftwatch.replay.redis_server import RedisServer
 from shiftwatch.replay.stack import LocalProcess, free_port, start_monitor, start_service
 from tests.servers import TINY_LIMITS, TINY_NAMES, monitor_counts, monitor_env, wait_status
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 PRIMARY = TINY_NAMES["baseline"]
 DROPS = ("transport_error", "queue_full", "shutdown")
 

@@ -11,7 +11,7 @@ from tests.servers import TINY_NAMES, monitor_env, wait_status
 
 PRIMARY, RESEARCH = TINY_NAMES["baseline"], TINY_NAMES["research"]
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
 @pytest.fixture(scope="module")

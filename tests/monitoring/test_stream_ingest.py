@@ -16,6 +16,8 @@ from shiftwatch.streams import EVENT_FIELD, connect, label_stream, prediction_st
 from tests.monitoring.crash import kill_9_mid_ingest
 from tests.monitoring.test_state import prediction
 
+pytestmark = pytest.mark.integration
+
 BASELINE = prediction_stream("sw", "baseline")
 LABELS = label_stream("sw")
 

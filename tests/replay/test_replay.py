@@ -70,6 +70,7 @@ def user_file(tiny_dataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.mark.behaviour
 def test_in_domain_control_raises_no_drift_alarm(live_server: dict, monitor_url: str) -> None:
     timeline = replay(live_server, monitor_url, "in_domain")
     final = timeline["final"]
@@ -92,6 +93,7 @@ def test_in_domain_control_raises_no_drift_alarm(live_server: dict, monitor_url:
     assert abs(baseline["live_accuracy_after_onset"] - baseline["reference_accuracy"]) <= 0.12
 
 
+@pytest.mark.behaviour
 def test_new_domain_shift_is_seen_as_drift_and_lost_accuracy(
     live_server: dict, monitor_url: str
 ) -> None:
@@ -116,6 +118,7 @@ def test_new_domain_shift_is_seen_as_drift_and_lost_accuracy(
     assert baseline["estimation_error"] == errors[baseline["headline_estimator"]]
 
 
+@pytest.mark.unit
 def test_bad_arguments_fail_clearly() -> None:
     with pytest.raises(ReplayError, match="unknown scenario 'sideways'"):
         ReplayConfig(scenario="sideways", url="http://127.0.0.1:1")
@@ -125,6 +128,7 @@ def test_bad_arguments_fail_clearly() -> None:
         run_replay(ReplayConfig(scenario="in_domain", url="http://127.0.0.1:9", events=4))
 
 
+@pytest.mark.behaviour
 def test_a_users_file_replays_like_a_scenario(
     live_server: dict, monitor_url: str, user_file: Path
 ) -> None:
@@ -151,6 +155,7 @@ def test_a_users_file_replays_like_a_scenario(
     assert any(TINY_NAMES["research"] in claim for claim in claims)
 
 
+@pytest.mark.integration
 def test_file_selection_errors_come_before_any_traffic(
     live_server: dict, user_file: Path, tmp_path: Path
 ) -> None:

@@ -14,7 +14,7 @@ from shiftwatch.inference import OnnxClassifier
 from shiftwatch.settings import service_settings
 from tests.servers import TINY_NAMES
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 PRIMARY, RESEARCH, NO_PE = TINY_NAMES["baseline"], TINY_NAMES["research"], TINY_NAMES["no_pe"]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
 from prometheus_client import REGISTRY
 
 from service.event_log import EventLog
@@ -12,6 +13,8 @@ from service.redis_streams import RedisStreams
 from shiftwatch.events import LabelEvent, PredictionEvent
 from shiftwatch.replay.redis_server import RedisServer
 from shiftwatch.streams import EVENT_FIELD, label_stream, prediction_stream
+
+pytestmark = pytest.mark.integration
 
 
 def sample(name: str, **labels: str) -> float:

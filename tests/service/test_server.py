@@ -18,7 +18,7 @@ from service.rejections import LOG_LINES, LOG_PERIOD_SECONDS
 from shiftwatch.inference import OnnxClassifier
 from tests.servers import TINY_NAMES, logged_events, settled_events
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 PRIMARY = TINY_NAMES["baseline"]
 JSON_HEADERS = {"content-type": "application/json"}
 

@@ -38,6 +38,7 @@ def small_dataset() -> Dataset:
     return Dataset(frame, CLASS_NAMES, "embedded", content_sha256(frame))
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 def test_reproduce_writes_runs_figures_and_claims(small_dataset: Dataset, tmp_path: Path) -> None:
     profile = Profile("tiny", (0, 1), TrainConfig(max_epochs=2, batch_size=32, threads=1))
@@ -66,6 +67,7 @@ def test_reproduce_writes_runs_figures_and_claims(small_dataset: Dataset, tmp_pa
     assert len(results["accuracy"]) == 3 * len(small_dataset.eval_sets)
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 def test_run_folder_rebuilds_the_model_and_its_metrics(
     small_dataset: Dataset, tmp_path: Path
@@ -99,6 +101,7 @@ def test_run_folder_rebuilds_the_model_and_its_metrics(
     assert accuracy == pytest.approx(metrics["test"]["accuracy"], abs=1e-9)
 
 
+@pytest.mark.unit
 def test_train_command_rejects_bad_user_data_naming_the_column(tmp_path: Path) -> None:
     pd.DataFrame({"tokens": ["a b", "c d"], "domain": ["x", "y"]}).to_csv(
         tmp_path / "bad.csv", index=False
@@ -110,6 +113,7 @@ def test_train_command_rejects_bad_user_data_naming_the_column(tmp_path: Path) -
     assert "column 'label' is missing" in result.output
 
 
+@pytest.mark.unit
 def test_train_command_rejects_unknown_variant(small_dataset: Dataset, tmp_path: Path) -> None:
     small_dataset.frame.to_parquet(tmp_path / "rows.parquet")
     result = CliRunner().invoke(
@@ -128,6 +132,7 @@ def test_train_command_rejects_unknown_variant(small_dataset: Dataset, tmp_path:
     assert "unknown variant 'nope'" in result.output
 
 
+@pytest.mark.unit
 def test_data_command_writes_a_loadable_folder(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["data", "--out", str(tmp_path / "d"), "--seed", "3"])
     assert result.exit_code == 0, result.output

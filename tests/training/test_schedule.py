@@ -2,6 +2,8 @@ import pytest
 
 from training.train import lr_factor
 
+pytestmark = pytest.mark.unit
+
 
 def test_warmup_then_decay_endpoints():
     # 100 steps, 10% warm-up: 0.1, 0.2, ..., 1.0 over steps 0-9, then (100 - step) / 90
