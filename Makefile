@@ -15,7 +15,7 @@ export BENTOML_HOME ?= $(CURDIR)/artifacts/bentoml
 PORT ?= 3000
 BUNDLES := $(foreach v,baseline research no_pe,artifacts/models/$(v)/bundle.json)
 
-.PHONY: setup servers test reliability lint format reproduce reproduce-quick export models serve build demo deployment-report clean
+.PHONY: setup servers test test-unit reliability lint format reproduce reproduce-quick export models serve build demo deployment-report clean
 
 setup: $(STAMP)
 
@@ -58,6 +58,11 @@ servers:
 test: setup servers
 	$(PY) -m pytest -q -m "not reliability and not containers"; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+# The unit tier alone: in-process, no server, no training (under 2 minutes on 2 cores).
+test-unit: setup
+	$(PY) -m pytest -q -m unit; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test-unit: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 # Overload, monitor kill -9, SIGTERM under load (real processes under load, minutes each).
 reliability: setup

@@ -16,6 +16,25 @@ import pytest  # noqa: E402
 
 from shiftwatch.data.synthetic import DataConfig, generate_dataset  # noqa: E402
 
+# Every test is in exactly one tier (pyproject.toml's markers; `make test-unit` runs the first).
+TIERS = ("unit", "integration", "behaviour")
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects: a test outside the selection counts too
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Fail collection, naming them, where tests carry no tier or more than one."""
+    wrong = []
+    for item in items:
+        tiers = sorted({mark.name for mark in item.iter_markers() if mark.name in TIERS})
+        if len(tiers) != 1:
+            wrong.append(f"  {item.nodeid}: {', '.join(tiers) or 'no tier'}")
+    if wrong:
+        raise pytest.UsageError(
+            f"{len(wrong)} test(s) not in exactly one tier of {', '.join(TIERS)} (mark the module "
+            "with `pytestmark = pytest.mark.<tier>`, or each test where a module mixes tiers):\n"
+            + "\n".join(wrong)
+        )
+
 
 @pytest.fixture(scope="session")
 def tiny_data_config() -> DataConfig:

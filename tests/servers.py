@@ -66,6 +66,16 @@ def settled_events(directory: Path, quiet: float = 0.3, timeout: float = 10.0) -
         events = again
 
 
+def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> object:
+    """Poll `predicate` every 20 ms until it returns something truthy (returned); fail the
+    test naming `what` when `timeout` seconds pass first."""
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
+        time.sleep(0.02)
+    return value
+
+
 def wait_status(monitor_url: str, ready: Callable[[dict], bool], timeout: float = 60.0) -> dict:
     """Poll the monitor's /status until `ready(status)` or the timeout; the last status."""
     deadline = time.monotonic() + timeout

@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 CONTRACTS = "shiftwatch"
 STAGES = {"training", "exports", "service", "monitoring"}
@@ -53,6 +55,7 @@ def layer(module: str) -> str:
     return module.split(".")[0]
 
 
+@pytest.mark.unit
 def test_every_arrow_points_down_the_layers() -> None:
     wrong = []
     for module, targets in first_party_arrows().items():
@@ -69,6 +72,7 @@ def test_every_arrow_points_down_the_layers() -> None:
     assert not wrong, "imports against the layers:\n" + "\n".join(sorted(wrong))
 
 
+@pytest.mark.unit
 def test_the_contracts_import_neither_torch_nor_a_cli_framework() -> None:
     for module, path in modules().items():
         if layer(module) == CONTRACTS:
@@ -99,14 +103,17 @@ def cycle(arrows: dict[str, set[str]]) -> list[str]:
     return []
 
 
+@pytest.mark.unit
 def test_no_import_cycle() -> None:
     assert cycle(first_party_arrows()) == []
 
 
+@pytest.mark.unit
 def test_the_cycle_check_finds_a_cycle() -> None:
     assert cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a", "b", "c", "a"]
 
 
+@pytest.mark.integration
 def test_importing_the_contracts_and_the_cli_loads_no_torch_and_no_stage() -> None:
     code = (
         "import sys, shiftwatch, orchestration.cli, shiftwatch.data, shiftwatch.features, "
@@ -184,18 +191,21 @@ def forbidden(first_party: set[str], third_party: set[str], names: set[str]) -> 
     return {m for m in reached for n in names if m == n or m.startswith(n + ".")}
 
 
+@pytest.mark.unit
 def test_the_images_never_reach_training_torch_or_the_cli() -> None:
     for image, entry in IMAGE_ENTRIES.items():
         first_party, third_party = reachable(entry)
         assert not forbidden(first_party, third_party, NEVER_IN_IMAGES), image
 
 
+@pytest.mark.unit
 def test_the_serving_image_reaches_no_analytics_stack() -> None:
     first_party, third_party = reachable(IMAGE_ENTRIES["service"])
     assert not forbidden(first_party, third_party, NOT_IN_SERVING)
     assert {"onnxruntime", "tokenizers", "bentoml"} <= third_party  # the walk does walk
 
 
+@pytest.mark.unit
 def test_the_bento_holds_every_module_the_images_run() -> None:
     """bentofile.yaml's include/exclude, matched by BentoML's own path spec, against every
     module file the two entries reach (main once shipped a monitor whose CLI was left out)."""

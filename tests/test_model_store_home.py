@@ -8,17 +8,21 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from orchestration.cli import ENVIRONMENT_DEFAULTS
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.unit
 def test_makefile_and_cli_default_to_the_same_store() -> None:
     makefile = (ROOT / "Makefile").read_text()
     assert re.search(r"^export BENTOML_HOME \?= \$\(CURDIR\)/artifacts/bentoml$", makefile, re.M)
     assert ENVIRONMENT_DEFAULTS["BENTOML_HOME"] == "artifacts/bentoml"
 
 
+@pytest.mark.integration
 def test_serve_by_hand_looks_in_the_projects_store_and_says_what_is_there(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "BENTOML_HOME"} | {"COLUMNS": "500"}
     result = subprocess.run(

@@ -10,7 +10,7 @@ from benchmarks.bare_server import BUNDLE_ENV, VERSION_ENV, make_app
 from shiftwatch.encoding import softmax
 from shiftwatch.inference import OnnxClassifier
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
 def test_bare_server_answers_the_services_shape_with_the_models_probabilities(

@@ -9,6 +9,8 @@ import pytest
 
 from benchmarks.keepalive import KeepAliveConnection, ProtocolError
 
+pytestmark = pytest.mark.integration
+
 ANSWERS = {
     b"/length": b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello",
     b"/chunked": (

@@ -8,7 +8,7 @@ import pytest
 from benchmarks.ort_profile import MATMUL_OPS, profile_ops
 from tests.conftest import TINY_MODEL
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
 def test_kernel_time_by_operator_covers_the_graph(tiny_bundle) -> None:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from benchmarks.timing import RepetitionBudget, time_interleaved
+
+pytestmark = pytest.mark.unit
 
 
 def test_calls_alternate_in_rotating_rounds_within_the_budget() -> None:

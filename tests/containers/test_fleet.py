@@ -26,7 +26,7 @@ from tests.containers.engine import (
 from tests.containers.traffic import Load, Sent, predict_and_label
 from tests.servers import monitor_counts
 
-pytestmark = pytest.mark.containers
+pytestmark = [pytest.mark.containers, pytest.mark.behaviour]
 API, MONITOR = "http://127.0.0.1:3000", "http://127.0.0.1:3002"
 PRIMARY = "baseline"
 REPLICAS = 3

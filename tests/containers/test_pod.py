@@ -23,7 +23,7 @@ from tests.containers.engine import (
 )
 from tests.deploy.kustomize import build
 
-pytestmark = pytest.mark.containers
+pytestmark = [pytest.mark.containers, pytest.mark.behaviour]
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from tests.containers.engine import (
 from tests.containers.traffic import Load, predict_and_label
 from tests.servers import monitor_counts
 
-pytestmark = pytest.mark.containers
+pytestmark = [pytest.mark.containers, pytest.mark.behaviour]
 API, MONITOR, PROMETHEUS = "http://127.0.0.1:3000", "http://127.0.0.1:3002", "http://127.0.0.1:9090"
 PRIMARY = "baseline"  # the image's default primary (bentofile.yaml, SHIFTWATCH_PRIMARY_MODEL)
 GRACE_SECONDS = 40  # the compose file's stop_grace_period for the service

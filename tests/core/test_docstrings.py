@@ -38,6 +38,7 @@ def small_frame() -> pd.DataFrame:
     return build_docstring_dataset(SMALL)
 
 
+@pytest.mark.unit
 def test_numpydoc_sections_lose_their_headers():
     doc = (
         "Summary.\n\nParameters\n----------\nx : int\n    The x.\n\n    .. note:: inner\n\n"
@@ -49,6 +50,7 @@ def test_numpydoc_sections_lose_their_headers():
     ]
 
 
+@pytest.mark.unit
 def test_google_sections_end_at_dedent_and_inline_notes_take_their_paragraph():
     doc = (
         "Summary.\n\nNote: a note that\ngoes on.\n\nArgs:\n    x (int): the x.\n        More.\n"
@@ -64,6 +66,7 @@ def test_google_sections_end_at_dedent_and_inline_notes_take_their_paragraph():
     ]
 
 
+@pytest.mark.unit
 def test_sphinx_fields_drop_the_marker_and_group_by_kind():
     doc = (
         "Summary.\n\n:param a: the a\n:type a: int\n:param b: the b\n:returns: the sum\n:rtype: int"
@@ -74,6 +77,7 @@ def test_sphinx_fields_drop_the_marker_and_group_by_kind():
     ]
 
 
+@pytest.mark.unit
 def test_directives_are_sections():
     doc = "Summary.\n\n.. note:: First line\n   second line.\n\n.. seealso:: :func:`g`"
     assert docstring_sections(doc) == [
@@ -82,6 +86,7 @@ def test_directives_are_sections():
     ]
 
 
+@pytest.mark.unit
 def test_columns_splits_and_classes(small_frame):
     assert list(small_frame.columns) == ["text", "label", "domain", "split"]
     assert sorted(small_frame["split"].unique()) == sorted(SPLITS)
@@ -90,12 +95,14 @@ def test_columns_splits_and_classes(small_frame):
         assert sorted(labels.unique()) == sorted(SMALL.classes), split
 
 
+@pytest.mark.unit
 def test_held_out_packages_only_in_ood(small_frame):
     ood = small_frame["split"] == "ood"
     assert set(small_frame.loc[ood, "domain"]) == set(SMALL.held_out_packages)
     assert set(small_frame.loc[~ood, "domain"]) == set(SMALL.train_packages)
 
 
+@pytest.mark.unit
 def test_no_text_twice_and_sizes_within_config(small_frame):
     assert small_frame["text"].is_unique
     words = small_frame["text"].str.split().str.len()
@@ -106,17 +113,20 @@ def test_no_text_twice_and_sizes_within_config(small_frame):
     assert cells.max() <= SMALL.max_rows_per_domain_class
 
 
+@pytest.mark.unit
 def test_texts_do_not_start_with_a_section_header(small_frame):
     leaked = [t for t in small_frame["text"] if HEADER_AT_START.search(t)]
     assert leaked == []
 
 
+@pytest.mark.unit
 def test_same_config_same_frame(small_frame):
     again = build_docstring_dataset(SMALL)
     pd.testing.assert_frame_equal(again, small_frame)
     assert content_sha256(again) == content_sha256(small_frame)
 
 
+@pytest.mark.integration
 def test_same_hash_under_another_string_hash_seed(small_frame):
     code = (
         "from shiftwatch.data.docstrings import *\n"
@@ -134,12 +144,14 @@ def test_same_hash_under_another_string_hash_seed(small_frame):
     assert result.stdout.strip() == content_sha256(small_frame)
 
 
+@pytest.mark.unit
 def test_other_seed_other_sample(small_frame):
     other = build_docstring_dataset(replace(SMALL, seed=1))
     assert content_sha256(other) != content_sha256(small_frame)
     assert set(other["text"]) != set(small_frame["text"])
 
 
+@pytest.mark.unit
 def test_manifest_records_sources_and_counts(small_frame):
     meta = docstring_manifest(small_frame, SMALL)
     assert json.loads(json.dumps(meta)) == meta
@@ -159,12 +171,14 @@ def test_manifest_records_sources_and_counts(small_frame):
         docstring_manifest(pd.DataFrame(small_frame.to_dict("list")), SMALL)
 
 
+@pytest.mark.unit
 def test_package_not_installed_is_named():
     config = replace(SMALL, held_out_packages=("no-such-package-shiftwatch",))
     with pytest.raises(ValueError, match="'no-such-package-shiftwatch' is not installed"):
         build_docstring_dataset(config)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     "change",
     [

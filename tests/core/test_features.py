@@ -5,6 +5,8 @@ import pytest
 from shiftwatch.features import FEATURE_NAMES, drift_features
 from shiftwatch.tokenizer import TokenizerConfig, train_tokenizer
 
+pytestmark = pytest.mark.unit
+
 PAD_ID, UNK_ID = 0, 1
 
 

@@ -13,6 +13,8 @@ from shiftwatch.data import (
 )
 from shiftwatch.data.synthetic import content_sha256
 
+pytestmark = pytest.mark.unit
+
 TOKENS = [["a", "b"], ["c"], ["d", "e", "f"], ["g"]]
 TEXTS = ["a b", "c", "d e f", "g"]
 LABELS = ["pos", "neg", "pos", "neg"]

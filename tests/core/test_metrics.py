@@ -11,6 +11,8 @@ from shiftwatch.classification import (
     per_class_recall,
 )
 
+pytestmark = pytest.mark.unit
+
 Y_TRUE = np.array([0, 0, 1, 2, 2, 2])
 Y_PRED = np.array([0, 1, 1, 2, 2, 0])
 # rows = true class, columns = predicted class

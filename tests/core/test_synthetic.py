@@ -23,6 +23,8 @@ from shiftwatch.data.synthetic import (
     sample_scenario,
 )
 
+pytestmark = pytest.mark.unit
+
 ORDER_LABELS = {CLASS_NAMES[c] for c in ORDER_CLASSES}
 CONTENT_LABELS = {CLASS_NAMES[c] for c in CONTENT_CLASSES}
 TRAIN_DOMAIN_NAMES = {d.name for d in TRAIN_DOMAINS}

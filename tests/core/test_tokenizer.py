@@ -18,6 +18,8 @@ from shiftwatch.tokenizer import (
     train_tokenizer,
 )
 
+pytestmark = pytest.mark.unit
+
 WORDS = ["b a b z", "c a b"]
 TEXTS = [
     "The tokenizer splits unseen words into pieces.",

@@ -18,6 +18,8 @@ from shiftwatch.settings import MonitorSettings, ServiceSettings
 from tests.deploy.tools import DEPLOY, setting_names
 from tests.test_dependency_rules import IMAGE_ENTRIES
 
+pytestmark = pytest.mark.unit
+
 COMPOSE = DEPLOY / "docker-compose.yml"
 EVENTS = "/var/lib/shiftwatch/events"
 

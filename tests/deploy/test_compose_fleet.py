@@ -15,6 +15,8 @@ from shiftwatch.settings import MonitorSettings, ServiceSettings
 from tests.deploy.test_compose import compose_schema
 from tests.deploy.tools import DEPLOY, setting_names, settings_in
 
+pytestmark = pytest.mark.unit
+
 FLEET = DEPLOY / "docker-compose.fleet.yml"
 SINGLE = DEPLOY / "docker-compose.yml"
 HAPROXY = DEPLOY / "haproxy" / "haproxy.cfg"

@@ -38,7 +38,7 @@ from tests.deploy.dashboards import (
 from tests.deploy.tools import require_tool, start_monitor, wait_healthy
 from tests.servers import TINY_NAMES, free_port, stop_server
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.behaviour]
 
 # The models are served under user names (none of them a study variant's): dashboards, rules
 # and alerts must work with whatever names a user gives.

@@ -21,6 +21,8 @@ from tests.deploy.dashboards import (
 )
 from tests.deploy.tools import DEPLOY
 
+pytestmark = pytest.mark.unit
+
 PROVIDERS = DEPLOY / "grafana" / "provisioning" / "dashboards" / "shiftwatch.yml"
 EXPECTED = {"model-health.json", "drift.json", "service.json"}
 

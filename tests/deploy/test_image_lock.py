@@ -14,6 +14,8 @@ from packaging.utils import canonicalize_name
 from tests.deploy.tools import DEPLOY
 from tests.servers import ROOT
 
+pytestmark = pytest.mark.unit
+
 PYTHON = DEPLOY / "python"
 IMAGES = {  # bentofile -> (ranges, lock)
     ROOT / "bentofile.yaml": (PYTHON / "serving.in", PYTHON / "serving.lock.txt"),

@@ -22,6 +22,8 @@ from shiftwatch.settings import MonitorSettings, ServiceSettings
 from tests.deploy.dashboards import ALERTS, DASHBOARDS
 from tests.deploy.tools import DEPLOY
 
+pytestmark = pytest.mark.unit
+
 K8S = DEPLOY / "k8s"
 MANIFESTS = sorted(K8S.glob("*.yaml"))
 CRDS = {"ServiceMonitor", "PrometheusRule"}

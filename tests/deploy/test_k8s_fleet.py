@@ -83,6 +83,7 @@ def normalized(value: object) -> object:
     return value
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("version", VERSIONS)
 def test_fleet_builtin_kinds_are_valid_kubernetes(fleet: dict, version: str) -> None:
     checked = set()
@@ -104,6 +105,7 @@ def test_fleet_builtin_kinds_are_valid_kubernetes(fleet: dict, version: str) -> 
     }
 
 
+@pytest.mark.unit
 def test_overlay_builds_on_the_base_and_lists_every_file() -> None:
     kustomization = yaml.safe_load((FLEET / "kustomization.yaml").read_text())
     assert "../k8s" in kustomization["resources"]
@@ -113,6 +115,7 @@ def test_overlay_builds_on_the_base_and_lists_every_file() -> None:
     assert [i["name"] for i in kustomization["images"]] == ["shiftwatch", "shiftwatch-monitor"]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("root", [BASE, FLEET], ids=["base", "fleet"])
 def test_emulated_build_matches_kustomize(root) -> None:
     if shutil.which("kustomize"):
@@ -128,6 +131,7 @@ def test_emulated_build_matches_kustomize(root) -> None:
         assert normalized(obj) == normalized(real[name]), name
 
 
+@pytest.mark.unit
 def test_service_pods_run_no_monitor_and_write_events_to_redis(fleet: dict, base: dict) -> None:
     deployment = fleet["Deployment", "shiftwatch"]
     (service,) = containers(deployment).values()
@@ -156,6 +160,7 @@ def test_service_pods_run_no_monitor_and_write_events_to_redis(fleet: dict, base
     assert deployment["spec"]["strategy"] == base_deployment["spec"]["strategy"]
 
 
+@pytest.mark.unit
 def test_monitor_is_one_recreated_replica_with_its_state_on_a_claim(
     fleet: dict, base: dict
 ) -> None:
@@ -206,6 +211,7 @@ def test_monitor_is_one_recreated_replica_with_its_state_on_a_claim(
     )
 
 
+@pytest.mark.unit
 def test_service_and_monitor_read_the_same_transport_settings(
     fleet: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -223,6 +229,7 @@ def test_service_and_monitor_read_the_same_transport_settings(
     assert monitor_settings.redis_group == "shiftwatch-monitor"
 
 
+@pytest.mark.unit
 def test_secret_points_at_the_redis_service_with_its_password(fleet: dict) -> None:
     secret = fleet["Secret", "shiftwatch-redis"]["stringData"]
     assert set(secret) == {"url", "password"}
@@ -241,6 +248,7 @@ def test_secret_points_at_the_redis_service_with_its_password(fleet: dict) -> No
     }
 
 
+@pytest.mark.unit
 def test_redis_is_a_persistent_statefulset_behind_a_headless_service(fleet: dict) -> None:
     statefulset = fleet["StatefulSet", "shiftwatch-redis"]
     spec = statefulset["spec"]
@@ -276,6 +284,7 @@ def test_redis_is_a_persistent_statefulset_behind_a_headless_service(fleet: dict
     }
 
 
+@pytest.mark.unit
 def test_only_the_service_and_monitor_pods_reach_redis(fleet: dict) -> None:
     policy = fleet["NetworkPolicy", "shiftwatch-redis"]["spec"]
     redis_labels = pod_labels(fleet["StatefulSet", "shiftwatch-redis"])
@@ -297,6 +306,7 @@ def test_only_the_service_and_monitor_pods_reach_redis(fleet: dict) -> None:
     assert [p["port"] for p in rule["ports"]] == ["redis"]
 
 
+@pytest.mark.unit
 def test_service_monitor_scrapes_every_replica_and_the_monitor(fleet: dict, base: dict) -> None:
     # the base's ServiceMonitor, PrometheusRule and dashboards, unchanged
     for name in (

@@ -16,9 +16,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
+import pytest
 
 from orchestration.replay.stack import free_port
 from tests.deploy.tools import DEPLOY, require_tool, run_tool
+
+pytestmark = pytest.mark.integration
 
 HAPROXY = DEPLOY / "haproxy" / "haproxy.cfg"
 ADDRESSES = ("127.0.0.1", "127.0.0.2")  # two replicas of `service`

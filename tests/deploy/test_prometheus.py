@@ -18,6 +18,7 @@ def alerts() -> dict[str, dict]:
     return {rule["alert"]: rule for group in groups for rule in group["rules"] if "alert" in rule}
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("config", [CONFIG, FLEET_CONFIG], ids=lambda p: p.name)
 def test_promtool_check_config_accepts_the_compose_configs_and_their_rules(config) -> None:
     result = run_tool([require_tool("promtool"), "check", "config", str(config)])
@@ -25,6 +26,7 @@ def test_promtool_check_config_accepts_the_compose_configs_and_their_rules(confi
     assert "alerts.yml" in result.stdout  # the rule file was found and checked too
 
 
+@pytest.mark.integration
 def test_promtool_check_rules_accepts_alerts() -> None:
     result = run_tool([require_tool("promtool"), "check", "rules", str(ALERTS)])
     assert result.returncode == 0, result.stdout + result.stderr
@@ -32,6 +34,7 @@ def test_promtool_check_rules_accepts_alerts() -> None:
     assert f"SUCCESS: {rules} rules found" in result.stdout
 
 
+@pytest.mark.integration
 def test_promtool_rule_unit_tests_pass() -> None:
     assert RULE_TESTS, "no rule tests in deploy/prometheus/tests/"
     result = run_tool([require_tool("promtool"), "test", "rules", *map(str, RULE_TESTS)])
@@ -39,6 +42,7 @@ def test_promtool_rule_unit_tests_pass() -> None:
     assert result.stdout.count("SUCCESS") == len(RULE_TESTS), result.stdout
 
 
+@pytest.mark.unit
 def test_every_alert_has_a_firing_and_a_silent_unit_test() -> None:
     firing: set[str] = set()
     silent: set[str] = set()
@@ -54,6 +58,7 @@ def test_every_alert_has_a_firing_and_a_silent_unit_test() -> None:
     assert (firing | silent) - names == set(), "tests of alerts that do not exist"
 
 
+@pytest.mark.unit
 def test_alerts_cover_the_issue_and_carry_severity_and_summary() -> None:
     rules = alerts()
     for name in (
@@ -82,6 +87,7 @@ def test_alerts_cover_the_issue_and_carry_severity_and_summary() -> None:
         assert "scalar(shiftwatch:accuracy_alert_margin:ratio)" in rules[name]["expr"], name
 
 
+@pytest.mark.unit
 def test_rules_use_only_series_the_code_exports() -> None:
     known = exported_metrics() | recording_rules()
     groups = yaml.safe_load(ALERTS.read_text())["groups"]
@@ -90,6 +96,7 @@ def test_rules_use_only_series_the_code_exports() -> None:
         assert unknown_metrics(rule["expr"], known) == set(), name
 
 
+@pytest.mark.unit
 def test_compose_scrape_config_uses_the_job_names_dashboards_and_alerts_use() -> None:
     config = yaml.safe_load(CONFIG.read_text())
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}

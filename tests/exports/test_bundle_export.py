@@ -33,7 +33,7 @@ from tests.conftest import TINY_MODEL
 from training.checkpoint import load_run
 from training.model import SequenceClassifier, variant_config
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
 def test_bundle_has_exactly_the_contract_files(tiny_bundle: ModelBundle) -> None:

@@ -33,6 +33,8 @@ from shiftwatch.reference import load_reference
 from shiftwatch.tokenizer import TextTokenizer
 from tests.servers import wait_status
 
+pytestmark = pytest.mark.integration
+
 # transformers is imported inside the fixtures, after this: it must never reach the hub.
 os.environ["HF_HUB_OFFLINE"] = "1"
 
@@ -517,7 +519,7 @@ def test_imported_models_are_served_and_monitored(
             response = httpx.post(service.url + "/predict", json={"instances": instances})
             assert response.status_code == 200, response.text
             answers += response.json()
-        probs, _ = torch_outputs(
+        probs, pooled = torch_outputs(
             bert, imported["vector"].tokenizer.encode(list(traffic["text"])).ids
         )
         served = np.asarray([[a["probabilities"][label] for label in LABELS] for a in answers])
@@ -561,7 +563,13 @@ def test_imported_models_are_served_and_monitored(
         ]
         assert primary["notes"] == []
         assert primary["drift"]["embedding"]["method"] == "euclidean distance (bootstrap)"
-        assert primary["drift"]["embedding"]["score"] >= 0.0
+        # Evidently's score: the euclidean distance between the reference's and the window's
+        # mean embedding, the window's being the torch model's pooled vectors, reduced.
+        reduced = imported["vector"].meta.embedding_reduction.apply(pooled)
+        reference = load_reference(imported["vector"])
+        columns = [f"embedding_{i}" for i in range(reduced.shape[1])]
+        distance = np.linalg.norm(reference[columns].to_numpy().mean(0) - reduced.mean(0))
+        assert primary["drift"]["embedding"]["score"] == pytest.approx(distance, abs=1e-3)
 
         metrics = httpx.get(monitor.url + "/metrics").text
         for name in (PRIMARY, SHADOW):

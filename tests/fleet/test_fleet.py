@@ -15,7 +15,7 @@ from orchestration.replay.stack import LocalProcess, free_port, start_monitor, s
 from shiftwatch.data.synthetic import sample_scenario
 from tests.servers import TINY_LIMITS, TINY_NAMES, monitor_counts, monitor_env, wait_status
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 PRIMARY = TINY_NAMES["baseline"]
 DROPS = ("transport_error", "queue_full", "shutdown")
 

@@ -13,6 +13,7 @@ from shiftwatch.encoding import entropy, softmax
 from shiftwatch.inference import OnnxClassifier
 
 
+@pytest.mark.unit
 def test_live_accuracy_by_domain_and_class() -> None:
     labeled = pd.DataFrame(
         {
@@ -30,6 +31,7 @@ def test_live_accuracy_by_domain_and_class() -> None:
     assert live.ece == pytest.approx(0.4)
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 def test_estimates_are_within_3_points_of_realised_accuracy_in_domain(tiny_store: dict) -> None:
     bundle, _ = tiny_store["baseline"]

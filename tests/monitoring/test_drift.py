@@ -10,6 +10,8 @@ import pytest
 
 from monitoring.drift import ColumnTest, DriftConfig, compute_drift
 
+pytestmark = pytest.mark.unit
+
 TWO_COLUMNS = DriftConfig(
     columns={
         "length": ColumnTest("wasserstein", 0.1),

@@ -13,6 +13,8 @@ from monitoring.label_shift import label_shift_verdict
 from shiftwatch.bundle import probability_columns
 from shiftwatch.encoding import entropy, softmax
 
+pytestmark = pytest.mark.unit
+
 LABELS = ["neg", "neu", "pos"]
 
 

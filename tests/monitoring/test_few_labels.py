@@ -17,7 +17,7 @@ from tests.servers import TINY_NAMES, monitor_env, wait_status
 PRIMARY = TINY_NAMES["baseline"]
 LABELED = 24
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+
 from monitoring.state import MonitorState
 from shiftwatch.events import LabelEvent
 from shiftwatch.transport.segments import SegmentReader
@@ -32,6 +34,7 @@ def write_log(directory: Path, n: int, segments: int = 2) -> tuple[int, int]:
     return n, labels
 
 
+@pytest.mark.unit
 def test_only_complete_lines_are_consumed(tmp_path: Path) -> None:
     log_dir = tmp_path / "events"
     log_dir.mkdir()
@@ -48,6 +51,7 @@ def test_only_complete_lines_are_consumed(tmp_path: Path) -> None:
     assert state.counters()["events_prediction"] == 2
 
 
+@pytest.mark.unit
 def test_a_bad_line_is_counted_and_skipped(tmp_path: Path) -> None:
     log_dir = tmp_path / "events"
     log_dir.mkdir()
@@ -73,6 +77,7 @@ while True:
 """
 
 
+@pytest.mark.integration
 def test_kill_9_mid_stream_then_restart_counts_every_event_exactly_once(tmp_path: Path) -> None:
     log_dir, db = tmp_path / "events", tmp_path / "state.sqlite"
     predictions, labels = write_log(log_dir, 1500)

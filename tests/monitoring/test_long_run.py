@@ -49,6 +49,7 @@ def wait_for(check, timeout: float = 60.0, step=None):
 # -- lost events are counted, never silent ---------------------------------------------
 
 
+@pytest.mark.unit
 def test_segments_deleted_before_read_are_counted_exactly(tmp_path: Path) -> None:
     writer = SegmentWriter(tmp_path / "events", segment_bytes=8192, max_bytes=16384)
     state = MonitorState(tmp_path / "state.sqlite")
@@ -65,6 +66,7 @@ def test_segments_deleted_before_read_are_counted_exactly(tmp_path: Path) -> Non
     assert c["events_prediction"] == read_first + read_later
 
 
+@pytest.mark.unit
 def test_a_half_read_segment_deleted_counts_its_unread_rest(tmp_path: Path) -> None:
     writer = SegmentWriter(tmp_path / "events", segment_bytes=1 << 20, max_bytes=1 << 30)
     state = MonitorState(tmp_path / "state.sqlite")
@@ -78,6 +80,7 @@ def test_a_half_read_segment_deleted_counts_its_unread_rest(tmp_path: Path) -> N
     assert state.counters()["lost|segment_gap"] == 18
 
 
+@pytest.mark.unit
 def test_a_torn_line_is_skipped_once_its_writer_moved_on(tmp_path: Path) -> None:
     events = tmp_path / "events"
     writer = SegmentWriter(events, segment_bytes=1 << 20, max_bytes=1 << 30)
@@ -97,6 +100,7 @@ def test_a_torn_line_is_skipped_once_its_writer_moved_on(tmp_path: Path) -> None
     assert ingestor.run_once().lag_seconds == 0.0  # no longer looks unread forever
 
 
+@pytest.mark.unit
 def test_a_torn_line_of_a_writer_that_rolled_on_is_skipped_at_once(tmp_path: Path) -> None:
     events = tmp_path / "events"
     writer = SegmentWriter(events, segment_bytes=1 << 20, max_bytes=1 << 30)
@@ -113,6 +117,7 @@ def test_a_torn_line_of_a_writer_that_rolled_on_is_skipped_at_once(tmp_path: Pat
     assert c["lost|torn_line"] == 1 and c.get("lost|segment_gap", 0) == 0
 
 
+@pytest.mark.unit
 def test_a_file_replaced_under_a_read_name_is_read_from_its_start(tmp_path: Path) -> None:
     events = tmp_path / "events"
     events.mkdir()
@@ -131,6 +136,7 @@ def test_a_file_replaced_under_a_read_name_is_read_from_its_start(tmp_path: Path
 # -- event time, request ids, bounded state ----------------------------------------------
 
 
+@pytest.mark.unit
 def test_a_future_timestamp_is_clamped_and_does_not_empty_the_windows(tmp_path: Path) -> None:
     state = MonitorState(tmp_path / "state.sqlite", max_clock_skew=300)
     now = time.time()
@@ -146,6 +152,7 @@ def test_a_future_timestamp_is_clamped_and_does_not_empty_the_windows(tmp_path: 
     assert window["ts"].max() <= time.time() + 300
 
 
+@pytest.mark.unit
 def test_a_request_id_reused_after_its_label_starts_a_new_request(tmp_path: Path) -> None:
     state = MonitorState(tmp_path / "state.sqlite", known_domains={"news"})
     state.begin()
@@ -163,6 +170,7 @@ def test_a_request_id_reused_after_its_label_starts_a_new_request(tmp_path: Path
     assert len(state.window("baseline", 100, 1e9)) == 3
 
 
+@pytest.mark.unit
 def test_state_stays_within_its_row_and_byte_bounds(tmp_path: Path) -> None:
     state = MonitorState(tmp_path / "state.sqlite", max_requests=300, max_bytes=2**20)
     for batch in range(40):
@@ -218,6 +226,7 @@ def primary_predictions(n: int, start: int = 0):
     ]
 
 
+@pytest.mark.integration
 def test_a_full_disk_is_retried_and_nothing_is_lost(monitor_settings: MonitorSettings) -> None:
     monitor = Monitor(monitor_settings)
     writer = SegmentWriter(monitor_settings.event_log_dir, 1 << 20, 1 << 30)
@@ -234,6 +243,7 @@ def test_a_full_disk_is_retried_and_nothing_is_lost(monitor_settings: MonitorSet
     assert monitor.counters.get("predictions_duplicate", 0) == 0
 
 
+@pytest.mark.integration
 def test_a_locked_state_is_reported_then_recovered_from(
     monitor_settings: MonitorSettings, tiny_store: dict, tmp_path: Path
 ) -> None:

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import httpx
+import numpy as np
 import pytest
 
+from monitoring import estimators
+from monitoring.calibration import HEADLINE, Calibration
 from orchestration.replay.stack import start_monitor
 from shiftwatch.data.synthetic import sample_scenario
-from tests.servers import TINY_NAMES, monitor_env, wait_status
+from shiftwatch.reference import load_reference
+from tests.servers import TINY_NAMES, logged_events, monitor_env, wait_status
 
 PRIMARY, RESEARCH = TINY_NAMES["baseline"], TINY_NAMES["research"]
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +27,32 @@ def monitor(live_server: dict, tmp_path_factory: pytest.TempPathFactory):
         yield process.url
     finally:
         process.stop()
+
+
+def headline_on(live_server: dict, request_ids: list[str]) -> tuple[float, list[float]]:
+    """The primary's headline estimate and its interval on these requests, by the rule of
+    monitoring.calibration: the share of rows whose negative entropy after temperature
+    scaling is above the ATC threshold fitted on the bundle's reference (the interval: 5-95%
+    of that share over the bootstrapped thresholds). The probabilities are the logged ones,
+    exactly what the monitor reads."""
+    bundle, _ = live_server["store"]["baseline"]
+    calibration = Calibration.fit(load_reference(bundle), bundle.meta.labels)
+    wanted = set(request_ids)
+    probabilities = np.array(
+        [
+            [event["probabilities"][label] for label in bundle.meta.labels]
+            for event in logged_events(live_server["events"])
+            if event["type"] == "prediction"
+            and event["model"] == PRIMARY
+            and event["request_id"] in wanted
+        ]
+    )
+    assert len(probabilities) == len(request_ids)
+    scaled = estimators.scale(probabilities, calibration.temperature)
+    score = (scaled * np.log(np.clip(scaled, 1e-12, 1.0))).sum(axis=1)
+    estimate = float(np.mean(score > calibration.thresholds[HEADLINE]))
+    shares = (score[None, :] > calibration.bootstrap_thresholds[HEADLINE][:, None]).mean(axis=1)
+    return estimate, np.quantile(shares, [0.05, 0.95]).tolist()
 
 
 def test_requests_and_feedback_show_up_in_status_metrics_and_report(
@@ -69,7 +99,9 @@ def test_requests_and_feedback_show_up_in_status_metrics_and_report(
     baseline = status["models"][PRIMARY]
     assert baseline["rows"] == 64 and baseline["live"]["labeled"] == 40
     assert baseline["live"]["accuracy"] == pytest.approx(expected)
-    assert 0.0 <= baseline["estimated_accuracy"] <= 1.0
+    expected_estimate, expected_interval = headline_on(live_server, ids)
+    assert baseline["headline_estimator"] == HEADLINE == "atc_negative_entropy"
+    assert baseline["estimated_accuracy"] == pytest.approx(expected_estimate)
     # Every estimator on all 64 rows and on the 40 labeled ones; the three tiny bundles share
     # their reference rows, so agreement is there too. Errors are taken on the labeled rows.
     estimates = baseline["estimates"]
@@ -84,8 +116,7 @@ def test_requests_and_feedback_show_up_in_status_metrics_and_report(
     assert headline["estimate"] == baseline["estimated_accuracy"]
     assert headline["error"] == pytest.approx(headline["paired"] - expected)
     assert baseline["estimation_error"] == headline["error"]
-    low, high = headline["interval"]
-    assert 0.0 <= low <= high <= 1.0
+    assert headline["interval"] == pytest.approx(expected_interval)
     assert baseline["label_shift"] is not None and "priors" in baseline["label_shift"]
     assert baseline["drift"] is not None and "length" in baseline["drift"]["columns"]
     assert set(status["models"]) == set(TINY_NAMES.values())
@@ -127,7 +158,9 @@ def test_requests_and_feedback_show_up_in_status_metrics_and_report(
         assert samples[f"shiftwatch_estimator_error_ratio{at_estimator}"] == pytest.approx(
             values["error"]
         )
-    assert samples[f"shiftwatch_label_shift_detected{at}"] in (0.0, 1.0)
+    # The exported verdict is the one /status gives for the same window.
+    detected = float(baseline["label_shift"]["detected"])
+    assert samples[f"shiftwatch_label_shift_detected{at}"] == detected
     assert samples[f"shiftwatch_window_predictions{at}"] == 64
 
     report = httpx.get(monitor + "/report", params={"model": PRIMARY})

@@ -10,6 +10,8 @@ import pytest
 from monitoring.state import MonitorState
 from shiftwatch.events import LabelEvent, ModelOutput, PredictionEvent
 
+pytestmark = pytest.mark.unit
+
 
 def output(model: str, label: str) -> dict:
     return {

@@ -22,6 +22,8 @@ from shiftwatch.transport.redis_streams import (
 from tests.monitoring.crash import kill_9_mid_ingest
 from tests.monitoring.test_state import prediction
 
+pytestmark = pytest.mark.integration
+
 BASELINE = prediction_stream("sw", "baseline")
 LABELS = label_stream("sw")
 

@@ -18,7 +18,7 @@ import pytest
 from shiftwatch.tokenizer import TextTokenizer
 from tests.servers import ROOT, TINY_LIMITS, TINY_NAMES, free_port
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.behaviour]
 # Start-up of a bad store takes ~2 s (the check runs before any worker); a good store needs
 # ~15 s to become ready. 180 s only bounds a regression (a crash loop never exits).
 STARTUP_LIMIT_SECONDS = 180

@@ -20,7 +20,7 @@ from tests.reliability.conftest import (
 )
 from tests.servers import logged_events
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.behaviour]
 WRITE_ERRORS = "shiftwatch_event_log_write_errors_total"
 
 

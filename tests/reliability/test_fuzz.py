@@ -15,7 +15,7 @@ from schemathesis import GenerationMode
 
 from tests.reliability.conftest import running_service, service_env
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.behaviour]
 MIN_REQUESTS = 1000
 LABELS = ["topic_a", "topic_b", "topic_c", "first_a", "first_b", "first_c"]
 

@@ -23,7 +23,7 @@ from tests.reliability.conftest import (
     wait_until,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.behaviour]
 PROBES = 40  # light requests, one at a time, per latency phase
 CATCH_UP_KILL_DELAYS = (0.5, 1.5)  # seconds after a restart: killed again while catching up
 

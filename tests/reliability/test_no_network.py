@@ -22,7 +22,7 @@ from tests.reliability.conftest import (
 )
 from tests.servers import TINY_NAMES, free_port
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.behaviour]
 NETGUARD = Path(__file__).parent / "netguard"
 # The run-time environment every entry point sets (Makefile exports, bentofile.yaml envs).
 TELEMETRY_OFF = {

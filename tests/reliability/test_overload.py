@@ -21,7 +21,7 @@ from tests.reliability.conftest import (
     service_env,
 )
 
-pytestmark = pytest.mark.reliability
+pytestmark = [pytest.mark.reliability, pytest.mark.behaviour]
 DEFAULT_LIMIT = ServiceSettings.model_fields["max_concurrency"].default
 BURST_SECONDS = 15  # each client sends for this long...
 MAX_REQUESTS_PER_CLIENT = 2000  # ...or this many requests

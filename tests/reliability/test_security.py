@@ -17,7 +17,7 @@ import pytest
 from tests.reliability.conftest import predict_body, running_service, service_env
 from tests.servers import ROOT, settled_events
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.behaviour]
 TOKEN = "s3cret-token-for-tests"
 SERVING_PACKAGES = ("service", "monitoring", "shiftwatch")
 UNSAFE_MODULES = {

@@ -17,7 +17,7 @@ import pytest
 from shiftwatch.transport.segments import logged_events
 from tests.reliability.conftest import predict_body, running_service, service_env
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.behaviour]
 DRAIN_SECONDS = 5.0  # SHIFTWATCH_SHUTDOWN_DRAIN_SECONDS (the default)
 GRACE_SECONDS = 30.0  # Kubernetes' default terminationGracePeriodSeconds
 PROBE_PERIOD = 1.0  # seconds between readiness probes (Kubernetes' smallest periodSeconds)

@@ -56,6 +56,7 @@ def support_tickets(path: Path) -> Path:
     return path
 
 
+@pytest.mark.behaviour
 def test_demo_on_a_users_dataset_runs_end_to_end(tmp_path: Path) -> None:
     data = support_tickets(tmp_path / "tickets.csv")
     out, docs = tmp_path / "demo", tmp_path / "docs"
@@ -112,6 +113,7 @@ def test_demo_on_a_users_dataset_runs_end_to_end(tmp_path: Path) -> None:
     }
 
 
+@pytest.mark.unit
 def test_demo_selection_errors_come_before_training(tmp_path: Path) -> None:
     data = support_tickets(tmp_path / "tickets.csv")
     result = CliRunner().invoke(

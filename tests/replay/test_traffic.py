@@ -10,6 +10,8 @@ import pytest
 from orchestration.replay.traffic import SCENARIOS, file_traffic, scenario_traffic
 from shiftwatch.data.loader import DataError, Selection
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
 def test_every_scenario_has_its_length_and_onset(scenario: str) -> None:

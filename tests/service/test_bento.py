@@ -14,7 +14,7 @@ import yaml
 from tests.servers import TINY_LIMITS, TINY_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
 def test_bentoml_build_packs_models_and_a_torch_free_environment(tiny_store: dict) -> None:

@@ -6,11 +6,14 @@ import json
 import time
 from pathlib import Path
 
+import pytest
 from prometheus_client import REGISTRY
 
 from service.event_log import EventLog, TransportMetrics
 from shiftwatch.events import LabelEvent
 from shiftwatch.transport.segments import SegmentWriter
+
+pytestmark = pytest.mark.unit
 
 
 def counter(name: str, **labels: str) -> float:

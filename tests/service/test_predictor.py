@@ -14,7 +14,7 @@ from shiftwatch.inference import OnnxClassifier
 from shiftwatch.settings import service_settings
 from tests.servers import TINY_NAMES
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 PRIMARY, RESEARCH, NO_PE = TINY_NAMES["baseline"], TINY_NAMES["research"], TINY_NAMES["no_pe"]
 
 
@@ -80,18 +80,22 @@ def _pad(ids: list[int]):
 
 
 def test_shadows_go_to_events_only(predictor: Predictor, tiny_dataset) -> None:
-    answers, ready, shadow_work = predictor.predict(instances(tiny_dataset, 5))
+    batch = instances(tiny_dataset, 5)
+    answers, ready, shadow_work = predictor.predict(batch)
     assert {a.model for a in answers} == {PRIMARY}
     # The answers are complete before any shadow runs: the primary's events wait for them.
     assert ready == [] and shadow_work is not None
     assert all(e.shadows == [] for e in shadow_work.events)
     events = predictor.run_shadows(shadow_work)
-    for answer, event in zip(answers, events, strict=True):
+    for instance, answer, event in zip(batch, answers, events, strict=True):
         assert event.request_id == answer.request_id and event.model == PRIMARY
         assert [s.model for s in event.shadows] == [RESEARCH, NO_PE]
         assert event.skipped_shadows == []
-        assert event.features["length"] > 0 and len(event.embedding) > 0
-        assert event.domain is not None
+        # Word-level tokens under the 96-token limit: one id per token, none cut.
+        assert event.features["length"] == len(instance.tokens)
+        # tiny_store exports with ExportConfig's default of 8 PCA components.
+        assert len(event.embedding) == 8
+        assert event.domain == instance.domain
 
 
 def test_named_model_answers_without_shadows(predictor: Predictor) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
 from prometheus_client import REGISTRY
 
 from orchestration.replay.redis_server import RedisServer
@@ -16,6 +17,9 @@ from shiftwatch.transport.redis_streams import (
     label_stream,
     prediction_stream,
 )
+from tests.servers import wait_until
+
+pytestmark = pytest.mark.integration
 
 
 def sample(name: str, **labels: str) -> float:
@@ -45,11 +49,18 @@ def label(i: int) -> LabelEvent:
     return LabelEvent(request_id=f"r{i}", label="a", timestamp=2000.0 + i)
 
 
-def wait_for(predicate, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
+def counted_checks(transport: StreamWriter) -> list[bool]:
+    """Every answer the transport gives the writer thread when it asks whether it can write
+    (once per writer loop), in order: a test waits on the writer's progress with it."""
+    answers: list[bool] = []
+    available = transport.available
+
+    def checked() -> bool:
+        answers.append(available())
+        return answers[-1]
+
+    transport.available = checked
+    return answers
 
 
 def stream_ids(server: RedisServer, stream: str) -> list[str]:
@@ -80,7 +91,7 @@ def test_streams_are_trimmed_to_about_max_len(redis_server) -> None:
     log.start()
     for chunk in range(10):
         log.append([label(i) for i in range(chunk * 500, (chunk + 1) * 500)])
-        wait_for(lambda: log.pending == 0)
+        wait_until(lambda: log.pending == 0, 10, "the chunk written")
     log.close()
     ids = stream_ids(redis_server, label_stream("sw"))
     # MAXLEN ~ trims whole macro nodes (100 entries by default): at most one node over.
@@ -90,18 +101,20 @@ def test_streams_are_trimmed_to_about_max_len(redis_server) -> None:
 
 def test_unreachable_at_start_buffers_then_delivers(tmp_path) -> None:
     server = RedisServer(tmp_path / "redis")  # its port is chosen, nothing listens yet
-    log = EventLog(
-        StreamWriter(server.url, "sw", max_len=10_000, report=TransportMetrics()), queue_size=1000
-    ).start()
-    wait_for(lambda: sample("shiftwatch_event_transport_up", backend="redis") == 0.0)
+    transport = StreamWriter(server.url, "sw", max_len=10_000, report=TransportMetrics())
+    checks = counted_checks(transport)
+    log = EventLog(transport, queue_size=1000).start()
+    wait_until(lambda: sample("shiftwatch_event_transport_up", backend="redis") == 0.0, 10, "down")
     started = time.perf_counter()
     log.append([label(i) for i in range(300)])
     assert time.perf_counter() - started < 0.5  # append never waits for the transport
-    time.sleep(0.3)
-    assert log.pending == 300  # buffered, not thrown at a dead server
+    # The writer asked twice more with the events queued (it takes a batch only after a yes)
+    appended = len(checks)
+    wait_until(lambda: len(checks) >= appended + 2, 10, "the writer to ask twice more")
+    assert not any(checks[appended:]) and log.pending == 300  # buffered, not thrown away
     server.start()
     try:
-        wait_for(lambda: log.pending == 0)
+        wait_until(lambda: log.pending == 0, 10, "the buffered events written")
         log.close()
         assert sample("shiftwatch_event_transport_up", backend="redis") == 1.0
         assert stream_ids(server, label_stream("sw")) == [f"r{i}" for i in range(300)]
@@ -111,11 +124,9 @@ def test_unreachable_at_start_buffers_then_delivers(tmp_path) -> None:
 
 def test_outage_mid_stream_counts_every_event_once(redis_server) -> None:
     before = {reason: lost(reason) for reason in ("transport_error", "queue_full", "shutdown")}
-    log = EventLog(
-        StreamWriter(redis_server.url, "sw", max_len=100_000, report=TransportMetrics()),
-        queue_size=200,
-    )
-    log.start()
+    transport = StreamWriter(redis_server.url, "sw", max_len=100_000, report=TransportMetrics())
+    checks = counted_checks(transport)
+    log = EventLog(transport, queue_size=200).start()
     sent = 0
     for round_ in range(30):
         if round_ == 10:
@@ -126,8 +137,10 @@ def test_outage_mid_stream_counts_every_event_once(redis_server) -> None:
         log.append([label(i) for i in range(sent, sent + 50)])
         assert time.perf_counter() - started < 0.5
         sent += 50
-        time.sleep(0.05)
-    wait_for(lambda: log.pending == 0)
+        # The writer's turn at this round (a batch taken, or the server found down).
+        turn = len(checks)
+        wait_until(lambda turn=turn: len(checks) > turn, 10, "the writer to take its turn")
+    wait_until(lambda: log.pending == 0, 30, "every queued event written")
     log.close()
     delivered = stream_ids(redis_server, label_stream("sw"))
     dropped = sum(lost(reason) - before[reason] for reason in before)

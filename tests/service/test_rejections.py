@@ -13,6 +13,8 @@ from pydantic import BaseModel, ValidationError
 from service.limits import LIMITED_PATHS
 from service.rejections import BENTOML_ACCESS, BENTOML_ERRORS, QuietClientErrors, RejectionLog
 
+pytestmark = pytest.mark.unit
+
 
 class Clock:
     def __init__(self) -> None:

@@ -8,6 +8,8 @@ from pydantic import TypeAdapter, ValidationError
 from service.schemas import FeedbackItems, Instances
 from shiftwatch.settings import service_settings
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.fixture
 def max_id_chars(monkeypatch: pytest.MonkeyPatch):

@@ -16,9 +16,9 @@ import pytest
 
 from service.rejections import LOG_LINES, LOG_PERIOD_SECONDS
 from shiftwatch.inference import OnnxClassifier
-from tests.servers import TINY_NAMES, logged_events, settled_events
+from tests.servers import TINY_NAMES, logged_events, settled_events, wait_until
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 PRIMARY = TINY_NAMES["baseline"]
 JSON_HEADERS = {"content-type": "application/json"}
 
@@ -118,6 +118,13 @@ def test_a_flood_of_invalid_requests_leaves_few_log_lines_and_no_traceback(
         json.dumps({"instances": [{"tokens": ["a"] * 97}]}).encode(),
         b'{"instances": [',
     ]
+
+    def logged() -> list[str]:
+        return log.read_bytes()[start:].decode().splitlines()
+
+    def rejected_lines() -> list[str]:
+        return [line for line in logged() if "rejected" in line]
+
     started = time.monotonic()
     with httpx.Client(base_url=live_server["url"], headers=JSON_HEADERS) as http:
         statuses = Counter(
@@ -126,11 +133,12 @@ def test_a_flood_of_invalid_requests_leaves_few_log_lines_and_no_traceback(
         # Past the rate limit's period, one more rejection is logged, with the count of
         # those left out (earlier tests' rejections may have used this period's lines).
         time.sleep(LOG_PERIOD_SECONDS)
+        flood_lines = len(rejected_lines())
         statuses[http.post("/predict", content=bodies[0]).status_code] += 1
     periods = math.ceil((time.monotonic() - started) / LOG_PERIOD_SECONDS) + 1
     assert statuses == {400: FLOOD + 1}
-    time.sleep(0.5)  # the server's last lines reach its log
-    lines = log.read_bytes()[start:].decode().splitlines()
+    wait_until(lambda: len(rejected_lines()) > flood_lines, 10, "the last rejection's line")
+    lines = logged()
     assert not [line for line in lines if "Traceback" in line or "Exception on" in line]
     reasons = re.compile(
         r"rejected POST /predict: 400 (invalid_schema|too_many_tokens|malformed_json)"

@@ -10,6 +10,8 @@ from prometheus_client import REGISTRY
 from service.shadows import ShadowWork, ShadowWorker
 from shiftwatch.events import ModelOutput, PredictionEvent
 
+pytestmark = pytest.mark.unit
+
 SHADOWS = ["research", "no_pe"]
 WAIT = 10.0  # seconds a test waits for the worker's thread before failing
 

@@ -44,11 +44,13 @@ def start_session(model: Path, home: Path, extra: dict[str, str]) -> bool:
 BENTOFILES = (ROOT / "bentofile.yaml", ROOT / "deploy" / "bentofile.gpu.yaml")
 
 
+@pytest.mark.unit
 def test_both_images_set_onnxruntime_telemetry_off() -> None:
     for bentofile in BENTOFILES:
         assert image_env(bentofile)["ORT_DISABLE_TELEMETRY"] == "1", bentofile.name
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("unshare") is None, reason="needs root and unshare"
 )

@@ -1,10 +1,13 @@
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 from shiftwatch.tokenizer import TokenizerConfig, train_tokenizer
 from training.batches import EncodedSplit, encode_split, pad, predict, shuffled_batches
 from training.model import SequenceClassifier, variant_config
+
+pytestmark = pytest.mark.unit
 
 
 def test_encode_split():

@@ -2,6 +2,8 @@ import pytest
 
 from training.config import PROFILES, TrainConfig, profile
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize(
     ("changes", "message"),

@@ -38,6 +38,36 @@ def small_dataset() -> Dataset:
     return Dataset(frame, CLASS_NAMES, "embedded", content_sha256(frame))
 
 
+def verdict(all_hold: bool, some_hold: bool) -> str:
+    return "supported" if all_hold else "mixed" if some_hold else "not supported"
+
+
+def expected_verdicts(claims: dict, points: dict, eval_sets: list[str]) -> dict[str, str]:
+    """Each claim with the verdict its stated rule gives: claims 1 and 3 from accuracies
+    (points, mean over seeds) computed here; claim 2 from its own bootstrap intervals and
+    key classes, which the rule combines (improved = a CI above 0)."""
+    accuracy = {key: sum(values) / len(values) for key, values in points.items()}
+    shift_sets = [name for name in eval_sets if name != "test"]
+    variants = ("baseline", "research", "no_pe")
+    degrading = {
+        v: [s for s in shift_sets if accuracy[(v, "test")] - accuracy[(v, s)] >= 1.0]
+        for v in variants
+    }
+    claim1 = verdict(
+        all(len(degrading[v]) == len(shift_sets) for v in variants),
+        all(degrading[v] for v in variants),
+    )
+    interval = claims["2"]["research_minus_baseline_points"]
+    improved = [s for s in shift_sets if interval[s][1] > 0]
+    key_classes = bool(claims["2"]["still_misclassified"])
+    claim2 = verdict(bool(improved) and key_classes, bool(improved) or key_classes)
+    gap = sum(accuracy[("baseline", s)] - accuracy[("no_pe", s)] for s in shift_sets)
+    gap /= len(shift_sets)
+    claim3 = verdict(gap >= 10.0, gap >= 1.0)
+    return {"1": claim1, "2": claim2, "3": claim3}
+
+
+@pytest.mark.integration
 @pytest.mark.slow
 def test_reproduce_writes_runs_figures_and_claims(small_dataset: Dataset, tmp_path: Path) -> None:
     profile = Profile("tiny", (0, 1), TrainConfig(max_epochs=2, batch_size=32, threads=1))
@@ -45,20 +75,31 @@ def test_reproduce_writes_runs_figures_and_claims(small_dataset: Dataset, tmp_pa
         profile, small_dataset, tmp_path / "runs", tmp_path / "out", model_fields=SMALL
     )
 
+    # Accuracy in points per (variant, eval set), mean over seeds, from the per-example
+    # predictions (not from metrics.json, which the claims are computed from).
+    points: dict[tuple[str, str], list[float]] = {}
     for variant in ("baseline", "research", "no_pe"):
         for seed in (0, 1):
             run_dir = tmp_path / "runs" / variant / str(seed)
             assert {p.name for p in run_dir.iterdir()} == RUN_FILES
             log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
-            assert 1 <= len(log) <= 2
+            assert [record["epoch"] for record in log] == [1, 2]  # patience outlasts 2 epochs
+            best_epoch = json.loads((run_dir / "config.json").read_text())["best_epoch"]
+            best = log[best_epoch - 1]
+            predictions = pd.read_parquet(run_dir / "predictions.parquet")
             for name in small_dataset.eval_sets:
-                assert 0.0 <= log[-1][f"{name}_acc"] <= 1.0
+                rows = predictions[predictions["set"] == name]
+                assert len(rows) == len(small_dataset.split(name))
+                accuracy = float((rows["label"] == rows["pred"]).mean())
+                # The checkpoint is the best epoch's: its evaluation repeats that epoch's line.
+                assert best[f"{name}_acc"] == pytest.approx(accuracy, abs=1e-9)
+                points.setdefault((variant, name), []).append(100 * accuracy)
     out = tmp_path / "out"
     for filename in FIGURES.values():
         assert (out / filename).stat().st_size > 5_000, filename
     assert set(results["claims"]) == {"1", "2", "3"}
-    for claim in results["claims"].values():
-        assert claim["verdict"] in {"supported", "mixed", "not supported"}
+    verdicts = {key: claim["verdict"] for key, claim in results["claims"].items()}
+    assert verdicts == expected_verdicts(results["claims"], points, small_dataset.eval_sets)
     on_disk = json.loads((out / "results.json").read_text())
     assert on_disk["accuracy"] == results["accuracy"]
     markdown = (out / "results.md").read_text()
@@ -66,6 +107,7 @@ def test_reproduce_writes_runs_figures_and_claims(small_dataset: Dataset, tmp_pa
     assert len(results["accuracy"]) == 3 * len(small_dataset.eval_sets)
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 def test_run_folder_rebuilds_the_model_and_its_metrics(
     small_dataset: Dataset, tmp_path: Path
@@ -99,6 +141,7 @@ def test_run_folder_rebuilds_the_model_and_its_metrics(
     assert accuracy == pytest.approx(metrics["test"]["accuracy"], abs=1e-9)
 
 
+@pytest.mark.unit
 def test_train_command_rejects_bad_user_data_naming_the_column(tmp_path: Path) -> None:
     pd.DataFrame({"tokens": ["a b", "c d"], "domain": ["x", "y"]}).to_csv(
         tmp_path / "bad.csv", index=False
@@ -110,6 +153,7 @@ def test_train_command_rejects_bad_user_data_naming_the_column(tmp_path: Path) -
     assert "column 'label' is missing" in result.output
 
 
+@pytest.mark.unit
 def test_train_command_rejects_unknown_variant(small_dataset: Dataset, tmp_path: Path) -> None:
     small_dataset.frame.to_parquet(tmp_path / "rows.parquet")
     result = CliRunner().invoke(
@@ -128,6 +172,7 @@ def test_train_command_rejects_unknown_variant(small_dataset: Dataset, tmp_path:
     assert "unknown variant 'nope'" in result.output
 
 
+@pytest.mark.unit
 def test_data_command_writes_a_loadable_folder(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["data", "--out", str(tmp_path / "d"), "--seed", "3"])
     assert result.exit_code == 0, result.output

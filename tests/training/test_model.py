@@ -4,6 +4,8 @@ from torch.nn import functional as F
 
 from training.model import VARIANTS, ModelConfig, SequenceClassifier, variant_config
 
+pytestmark = pytest.mark.unit
+
 ORDER_AWARE = ("baseline", "research")
 
 

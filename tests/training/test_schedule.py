@@ -2,6 +2,8 @@ import pytest
 
 from training.train import lr_factor
 
+pytestmark = pytest.mark.unit
+
 
 def test_warmup_then_decay_endpoints():
     # 100 steps, 10% warm-up: 0.1, 0.2, ..., 1.0 over steps 0-9, then (100 - step) / 90
@@ -21,7 +23,9 @@ def test_shape_is_up_then_down():
     assert max(factors) == pytest.approx(1.0)
     assert factors[:peak] == sorted(factors[:peak])
     assert factors[peak:] == sorted(factors[peak:], reverse=True)
-    assert all(0 < f <= 1 for f in factors)
+    # 10 warm-up steps up to 1, then a linear decay over the other 30 (never 0 before the end)
+    warmup = [(step + 1) / 10 for step in range(10)]
+    assert factors == pytest.approx(warmup + [(40 - step) / 30 for step in range(10, 40)])
 
 
 @pytest.mark.parametrize(("total_steps", "warmup_frac"), [(100, 0.0), (5, 0.05)])
