@@ -25,11 +25,12 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from benchmarks.live_service import Request, Server, alternate, free_port
+from benchmarks.live_service import Request, Server, alternate
 from benchmarks.machine import CpuSnapshot, machine_summary, other_load_cores
 from benchmarks.render import images
 from benchmarks.render.markdown import write_section
 from benchmarks.results import ImagesRun
+from harness import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "benchmarks.md"
@@ -68,15 +69,13 @@ def build_seconds(name: str, serving: str, monitor: str, base: str) -> float:
 
 
 def wait_ok(url: str, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    raise TimeoutError(url)
+    wait_until(
+        lambda: httpx.get(url, timeout=2).status_code == 200,
+        timeout,
+        f"{url} to answer 200",
+        every=0.05,
+        tolerate=(httpx.HTTPError,),
+    )
 
 
 def run_container(name: str, image: str, port: int, container_port: int) -> str:

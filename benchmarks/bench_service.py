@@ -71,7 +71,7 @@ from benchmarks.results import (
     ServiceRun,
 )
 from benchmarks.timing import RepetitionBudget, Timing, time_calls
-from orchestration.replay.redis_server import RedisServer
+from harness import RedisServer
 from shiftwatch.bundle import ModelBundle, read_bundle
 from shiftwatch.data import load_dataset
 from shiftwatch.encoding import pad_batch

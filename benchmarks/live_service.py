@@ -30,6 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.keepalive import KeepAliveConnection, ProtocolError
 from benchmarks.timing import Timing
+from harness import free_port, wait_until
 
 HOST = "127.0.0.1"  # loopback only: the benchmark never listens on or calls another address
 READY_TIMEOUT_S = 120.0  # several servers starting at once on 2 busy cores
@@ -95,12 +96,6 @@ def signals_deferred() -> Iterator[None]:
             signal.signal(signum, handler)
         for signum in dict.fromkeys(caught):
             signal.raise_signal(signum)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 def port_is_free(port: int) -> bool:
@@ -172,17 +167,24 @@ class Server:
 
     def wait_ready(self, deadline: float) -> None:
         """Poll /readyz until 200; raise with the log's tail if the server exits or is late."""
-        while time.monotonic() < deadline:
+
+        def ready() -> bool:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server '{self.name}' exited:\n{self.log_tail()}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1, trust_env=False).status_code == 200:
-                    self.family = process_tree(self.process.pid)
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.25)
-        raise RuntimeError(f"server '{self.name}' not ready in time:\n{self.log_tail()}")
+            response = httpx.get(f"{self.url}/readyz", timeout=1, trust_env=False)
+            return response.status_code == 200
+
+        try:
+            wait_until(
+                ready,
+                deadline - time.monotonic(),
+                f"server '{self.name}' ready",
+                every=0.25,
+                tolerate=(httpx.HTTPError,),
+            )
+        except AssertionError as late:
+            raise RuntimeError(f"{late}:\n{self.log_tail()}") from None
+        self.family = process_tree(self.process.pid)
 
     def cpu_seconds(self) -> float:
         """CPU used so far by the server's live processes."""

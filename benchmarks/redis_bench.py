@@ -19,7 +19,7 @@ from benchmarks.monitor_events import (
     time_single_writes,
     time_writer,
 )
-from orchestration.replay.redis_server import RedisServer
+from harness import RedisServer
 from shiftwatch.settings import ServiceSettings
 from shiftwatch.transport.redis_streams import (
     StreamWriter,

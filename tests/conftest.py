@@ -160,7 +160,7 @@ def live_server(tiny_store: dict, tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture
 def redis_server(tmp_path_factory: pytest.TempPathFactory):
     """A fresh real redis-server for one test (tests/redis_server.py)."""
-    from orchestration.replay.redis_server import RedisServer
+    from harness import RedisServer
 
     server = RedisServer(tmp_path_factory.mktemp("redis")).start()
     yield server

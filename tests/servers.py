@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from orchestration.replay.stack import free_port, start_service, stop_process  # noqa: F401 (re-exported)
+from harness import free_port, start_service, stop_process, wait_until  # noqa: F401 (re-exported)
 from shiftwatch.transport.segments import logged_events  # noqa: F401 (re-exported)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,16 +64,6 @@ def settled_events(directory: Path, quiet: float = 0.3, timeout: float = 10.0) -
         if len(again) == len(events) or time.monotonic() > deadline:
             return again
         events = again
-
-
-def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> object:
-    """Poll `predicate` every 20 ms until it returns something truthy (returned); fail the
-    test naming `what` when `timeout` seconds pass first."""
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
-        time.sleep(0.02)
-    return value
 
 
 def wait_status(monitor_url: str, ready: Callable[[dict], bool], timeout: float = 60.0) -> dict:

@@ -22,6 +22,8 @@ from tests.benchmarks import render_inputs as F
 from training.config import PROFILES
 from training.model import ModelConfig
 
+pytestmark = pytest.mark.unit
+
 GOLDEN = Path(__file__).parent / "golden"
 
 

@@ -18,11 +18,11 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import harness
 from tests.servers import ROOT
 
 DEPLOY = ROOT / "deploy"
@@ -48,20 +48,8 @@ def inspect(container: str) -> dict:
 
 
 def wait_until(condition: Callable[[], object], timeout: float, what: str, every: float = 0.5):
-    """Poll `condition` until it returns something truthy (returned) or `timeout` passes."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = condition()
-        except Exception as exc:  # a server still starting: refused, reset, bad JSON
-            value, last = None, exc
-        else:
-            last = None
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} after {timeout:.0f} s (last error: {last!r})")
-        time.sleep(every)
+    """harness.wait_until, tolerating a container's server that is still starting."""
+    return harness.wait_until(condition, timeout, what, every, tolerate=(Exception,))
 
 
 @dataclass

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import re
-import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -26,6 +25,7 @@ import httpx
 import pytest
 import yaml
 
+from harness import PrometheusServer, wait_until
 from shiftwatch.data.synthetic import sample_scenario
 from tests.deploy.dashboards import (
     ALERTS,
@@ -35,8 +35,8 @@ from tests.deploy.dashboards import (
     panel_queries,
     variable_query,
 )
-from tests.deploy.tools import require_tool, start_monitor, wait_healthy
-from tests.servers import TINY_NAMES, free_port, stop_server
+from tests.deploy.tools import start_monitor
+from tests.servers import TINY_NAMES, stop_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.behaviour]
 
@@ -54,64 +54,15 @@ TIMEOUT = 45.0  # seconds, for each wait below
 
 @dataclass
 class Stack:
-    prometheus: str
+    prometheus: PrometheusServer
     query_time: float
     variables: dict[str, dict[str, str]]  # dashboard file -> $name -> substituted value
-
-
-def prometheus_query(url: str, expr: str, at: float | None = None) -> dict:
-    params = {"query": expr} | ({"time": f"{at:.3f}"} if at is not None else {})
-    body = httpx.get(f"{url}/api/v1/query", params=params, timeout=10).json()
-    assert body["status"] == "success", (expr, body)
-    return body["data"]
 
 
 def values(data: dict) -> list[float]:
     if data["resultType"] == "scalar":
         return [float(data["result"][1])]
     return [float(sample["value"][1]) for sample in data["result"]]
-
-
-def wait_until(what: str, check, timeout: float = TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out after {timeout:.0f} s waiting for {what}"
-        time.sleep(0.25)
-
-
-def start_prometheus(targets: dict[str, str], work: Path) -> tuple[subprocess.Popen, str]:
-    binary = require_tool("prometheus")
-    port = free_port()
-    config = {
-        "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(ALERTS)],
-        "scrape_configs": [
-            {"job_name": job, "static_configs": [{"targets": [target]}]}
-            for job, target in targets.items()
-        ],
-    }
-    (work / "prometheus.yml").write_text(yaml.safe_dump(config))
-    log_path = work / "prometheus.log"
-    process = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={work / 'prometheus.yml'}",
-            f"--storage.tsdb.path={work / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--log.level=warn",
-        ],
-        cwd=work,
-        stdout=log_path.open("w"),
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(f"{url}/-/ready", process, log_path, timeout=30)
-    except RuntimeError:
-        process.kill()
-        process.wait()
-        raise
-    return process, url
 
 
 class Traffic:
@@ -195,51 +146,55 @@ def label_values(url: str, metric: str, label: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def stack(live_server: dict, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    require_tool("prometheus")
     work = tmp_path_factory.mktemp("stack")
     models_dir = Path(live_server["store"]["baseline"][0].path).parent
     with ExitStack() as cleanup:
         monitor, monitor_url = start_monitor(live_server["events"], models_dir, work)
         cleanup.callback(stop_server, monitor)
-        prometheus, prom = start_prometheus(
+        prometheus = PrometheusServer(
             {
                 "shiftwatch-service": live_server["url"].removeprefix("http://"),
                 "shiftwatch-monitor": monitor_url.removeprefix("http://"),
             },
-            work,
-        )
-        cleanup.callback(stop_server, prometheus)
+            work / "prometheus",
+            rule_files=[ALERTS],
+        ).start()
+        cleanup.callback(prometheus.stop)
 
         def scraped(expr: str, expected: float) -> bool:
-            return values(prometheus_query(prom, expr)) == [expected]
+            return values(prometheus.query(expr)) == [expected]
 
-        wait_until("both targets up", lambda: scraped("count(up == 1)", 2))
+        wait_until(lambda: scraped("count(up == 1)", 2), TIMEOUT, "both targets up", every=0.25)
         traffic = Traffic(live_server["url"])
         for phase, seed in ((1, 101), (2, 202)):
             send_phase(traffic, phase, seed)
             labels = len(traffic.labelled)
             # the monitor ingested every label, and Prometheus scraped that
             wait_until(
-                f"phase {phase} labels scraped from the monitor",
                 lambda labels=labels: scraped(
                     'shiftwatch_monitor_events_ingested_total{type="label"}', labels
                 ),
+                TIMEOUT,
+                f"phase {phase} labels scraped from the monitor",
+                every=0.25,
             )
         # the window gauges were recomputed after the last label, and scraped
         wait_until(
-            "windows recomputed with every label",
             lambda: scraped(
                 f'shiftwatch_window_labeled{{model="{PRIMARY}"}}', len(traffic.labelled)
             ),
+            TIMEOUT,
+            "windows recomputed with every label",
+            every=0.25,
         )
         time.sleep(2.5)  # a few more scrapes and rule evaluations
         variables = {}
         for path in DASHBOARDS:
             variables[path.name] = {
-                f"${v['name']}": grafana_all(label_values(prom, *variable_query(v)))
+                f"${v['name']}": grafana_all(label_values(prometheus.url, *variable_query(v)))
                 for v in load(path)["templating"]["list"]
             }
-        yield Stack(prom, time.time(), variables)
+        yield Stack(prometheus, time.time(), variables)
 
 
 def substitute(query: PanelQuery, stack: Stack) -> str:
@@ -258,7 +213,7 @@ def gap(query: PanelQuery) -> str | None:
 
 @pytest.mark.parametrize("query", QUERIES, ids=[q.id for q in QUERIES])
 def test_panel_query_returns_data(query: PanelQuery, stack: Stack) -> None:
-    data = prometheus_query(stack.prometheus, substitute(query, stack), at=stack.query_time)
+    data = stack.prometheus.query(substitute(query, stack), at=stack.query_time)
     found = [v for v in values(data) if math.isfinite(v)]
     reason = gap(query)
     if reason is not None:
@@ -279,29 +234,28 @@ def test_variables_have_values_from_the_live_series(stack: Stack) -> None:
 
 
 def test_alert_and_recording_rules_evaluate_without_errors(stack: Stack) -> None:
-    body = httpx.get(f"{stack.prometheus}/api/v1/rules", timeout=10).json()
+    body = httpx.get(f"{stack.prometheus.url}/api/v1/rules", timeout=10).json()
     rules = [rule for group in body["data"]["groups"] for rule in group["rules"]]
     expected = sum(len(g["rules"]) for g in yaml.safe_load(ALERTS.read_text())["groups"])
     assert len(rules) == expected
     for rule in rules:
         assert rule["health"] == "ok", (rule["name"], rule.get("lastError"))
-    fleet = prometheus_query(stack.prometheus, "model:shiftwatch_live_accuracy:ratio1h")
+    fleet = stack.prometheus.query("model:shiftwatch_live_accuracy:ratio1h")
     assert sorted(s["metric"]["model"] for s in fleet["result"]) == sorted(TINY_NAMES.values())
     assert all(0.0 <= v <= 1.0 for v in values(fleet))
 
 
 def test_the_shift_shows_in_the_scraped_series(stack: Stack) -> None:
     prom = stack.prometheus
-    rejected = prometheus_query(
-        prom, 'shiftwatch_requests_rejected_total{endpoint="predict",reason="empty_sequence"}'
+    rejected = prom.query(
+        'shiftwatch_requests_rejected_total{endpoint="predict",reason="empty_sequence"}'
     )
     assert values(rejected) == [2.0]
-    over = prometheus_query(
-        prom, f'shiftwatch_feature_drift_score{{model="{PRIMARY}",feature="over_max_length"}}'
+    over = prom.query(
+        f'shiftwatch_feature_drift_score{{model="{PRIMARY}",feature="over_max_length"}}'
     )
     assert values(over) and values(over)[0] > 0
-    long_inputs = prometheus_query(
-        prom,
+    long_inputs = prom.query(
         "shiftwatch_input_length_tokens_count - ignoring(le) "
         'shiftwatch_input_length_tokens_bucket{le="64.0"}',
     )

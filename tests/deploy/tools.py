@@ -9,22 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.replay.stack import start_monitor as stack_start_monitor
-from orchestration.replay.stack import wait_ready
+from harness import require_tool, wait_ready  # noqa: F401 (require_tool: re-exported)
+from harness import start_monitor as stack_start_monitor
 from shiftwatch.settings import MonitorSettings, ServiceSettings
 from tests.servers import ROOT, TINY_NAMES
 
 DEPLOY = ROOT / "deploy"
-
-
-def require_tool(name: str) -> str:
-    """The path of `name`, one of the servers `make test` installs (`make servers`: prometheus,
-    promtool, redis-server, haproxy). Missing is a failure, never a skip: a skip would hide
-    the checks this suite exists for."""
-    path = shutil.which(name)
-    if path is None:
-        pytest.fail(f"{name} not found on PATH: run `make servers` (Debian's packages)")
-    return path
 
 
 def optional_tool(name: str) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from orchestration.replay.redis_server import RedisServer
+from harness import RedisServer
 from orchestration.replay.stack import LocalProcess, free_port, start_monitor, start_service
 from shiftwatch.data.synthetic import sample_scenario
 from tests.servers import TINY_LIMITS, TINY_NAMES, monitor_counts, monitor_env, wait_status

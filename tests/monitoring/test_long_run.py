@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness import wait_until
 from monitoring.monitor import Monitor
 from monitoring.state import MonitorState
 from orchestration.replay.stack import start_monitor
@@ -33,17 +34,10 @@ def drain(ingestor: SegmentReader) -> int:
     return total
 
 
-def wait_for(check, timeout: float = 60.0, step=None):
-    """Call `step` (if any) and poll `check` until it returns a truthy value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if step is not None:
-            step()
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
+def stepped(monitor, check):
+    """One pass of the monitor's loop, then `check`: waits that drive the loop themselves."""
+    monitor.step()
+    return check()
 
 
 # -- lost events are counted, never silent ---------------------------------------------
@@ -233,11 +227,17 @@ def test_a_full_disk_is_retried_and_nothing_is_lost(monitor_settings: MonitorSet
     writer.write(primary_predictions(300))
     pages = monitor.state.db.execute("PRAGMA page_count").fetchone()[0]
     monitor.state.db.execute(f"PRAGMA max_page_count={pages}")  # the disk is full
-    failing = wait_for(lambda: monitor.failures.current.get("ingest"), step=monitor.step)
+    failing = wait_until(
+        lambda: stepped(monitor, lambda: monitor.failures.current.get("ingest")), 60, "failing"
+    )
     assert failing.reason == "disk_full" and failing.since <= time.time()
     assert monitor.status()["failing"]["ingest"]["reason"] == "disk_full"
     monitor.state.db.execute("PRAGMA max_page_count=1073741823")  # space freed
-    wait_for(lambda: monitor.counters.get("events_prediction") == 300, step=monitor.step)
+    wait_until(
+        lambda: stepped(monitor, lambda: monitor.counters.get("events_prediction") == 300),
+        60,
+        "every event ingested after the fault",
+    )
     assert "ingest" not in monitor.failures.current
     assert monitor.failures.counts["ingest_disk_full"] >= 1
     assert monitor.counters.get("predictions_duplicate", 0) == 0
@@ -258,19 +258,19 @@ def test_a_locked_state_is_reported_then_recovered_from(
         status = lambda: httpx.get(monitor.url + "/status").json()  # noqa: E731
         health = lambda: httpx.get(monitor.url + "/healthz")  # noqa: E731
         writer.write(primary_predictions(10))
-        wait_for(lambda: status()["counters"].get("events_prediction") == 10)
+        wait_until(lambda: status()["counters"].get("events_prediction") == 10, 60, "10 events")
         lock = sqlite3.connect(tmp_path / "state.sqlite", timeout=30)
         lock.execute("BEGIN EXCLUSIVE")
         writer.write(primary_predictions(10, start=10))
-        failing = wait_for(lambda: health().json()["failing"].get("ingest"), timeout=60)
+        failing = wait_until(lambda: health().json()["failing"].get("ingest"), 60, "failing")
         assert failing["reason"] == "state_locked" and failing["since"] <= time.time()
         assert health().status_code == 200 and health().json()["alive"] is True
         metrics = httpx.get(monitor.url + "/metrics").text
         assert 'shiftwatch_monitor_failing{stage="ingest"} 1.0' in metrics
         lock.rollback()
         lock.close()
-        wait_for(lambda: status()["counters"].get("events_prediction") == 20, timeout=90)
-        wait_for(lambda: health().json()["failing"] == {})
+        wait_until(lambda: status()["counters"].get("events_prediction") == 20, 90, "20 events")
+        wait_until(lambda: health().json()["failing"] == {}, 60, "recovered")
         assert health().json()["alive"] is True
         metrics = httpx.get(monitor.url + "/metrics").text
         assert 'shiftwatch_monitor_failing{stage="ingest"} 0.0' in metrics

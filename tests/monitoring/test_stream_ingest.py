@@ -119,7 +119,7 @@ def test_crash_after_commit_before_ack_counts_nothing_twice(redis_server, tmp_pa
 
 
 def test_unreachable_server_is_an_error_with_backoff_then_resumes(tmp_path) -> None:
-    from orchestration.replay.redis_server import RedisServer
+    from harness import RedisServer
 
     server = RedisServer(tmp_path / "redis")
     state = MonitorState(tmp_path / "s.sqlite")

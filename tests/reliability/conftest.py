@@ -11,7 +11,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
 
 import httpx
 import pytest
@@ -20,7 +19,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from orchestration.replay.stack import LocalProcess, start_monitor, start_service
 from tests.servers import ROOT, TINY_LIMITS, TINY_NAMES
 
-T = TypeVar("T")
 # A sequence the tiny models know (tokens w0..w299 are in their vocabulary), any length.
 WORDS = [f"w{i}" for i in range(1, 300)]
 
@@ -74,16 +72,6 @@ def running_service(env: dict, log: Path):
 
 def running_monitor(env: dict, log: Path):
     return running(start_monitor, env, log)
-
-
-def wait_until(probe: Callable[[], T], done: Callable[[T], bool], timeout: float) -> T:
-    """Call `probe` every 0.2 s until `done(value)` or `timeout` seconds; the last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if done(value) or time.monotonic() > deadline:
-            return value
-        time.sleep(0.2)
 
 
 def metric(text: str, name: str, **labels: str) -> float:

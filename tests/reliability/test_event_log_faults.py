@@ -11,12 +11,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness import wait_until
 from tests.reliability.conftest import (
     metric,
     predict_body,
     running_service,
     service_env,
-    wait_until,
 )
 from tests.servers import logged_events
 
@@ -55,8 +55,8 @@ def test_a_log_directory_under_a_file_is_counted_and_serving_goes_on(
         assert feedback.status_code == 200 and feedback.json()["accepted"] == 5
 
         # 20 prediction events + 5 label events, none of them writable.
-        errors = wait_until(lambda: io_errors(service.url), lambda n: n >= 25, timeout=30)
-        assert errors == 25
+        wait_until(lambda: io_errors(service.url) >= 25, 30, "25 write errors", every=0.2)
+        assert io_errors(service.url) == 25
         assert httpx.get(service.url + "/readyz").status_code == 200
         assert service.process.poll() is None
     assert "event log write failed" in (tmp_path / "serve.log").read_text()
@@ -68,19 +68,22 @@ def test_the_directory_replaced_by_a_file_mid_run_is_counted_then_recovers(
     events = tmp_path / "events"
     with running_service(service_env(tmp_path), tmp_path / "serve.log") as service:
         send_predictions(service.url, requests=5, instances=2, prefix="before")
-        assert wait_until(lambda: logged_lines(events), lambda n: n >= 10, timeout=30) == 10
+        wait_until(lambda: logged_lines(events) >= 10, 30, "10 events logged", every=0.2)
+        assert logged_lines(events) == 10
 
         # The writer still holds its segment open; without a check it would write on into
         # the unlinked file and lose every event silently.
         shutil.rmtree(events)
         events.write_text("the event log's directory, replaced by a file\n")
         send_predictions(service.url, requests=5, instances=2, prefix="during")
-        assert wait_until(lambda: io_errors(service.url), lambda n: n >= 10, timeout=30) == 10
+        wait_until(lambda: io_errors(service.url) >= 10, 30, "10 write errors", every=0.2)
+        assert io_errors(service.url) == 10
         assert httpx.get(service.url + "/readyz").status_code == 200
 
         events.unlink()
         events.mkdir()
         send_predictions(service.url, requests=5, instances=2, prefix="after")
-        assert wait_until(lambda: logged_lines(events), lambda n: n >= 10, timeout=30) == 10
+        wait_until(lambda: logged_lines(events) >= 10, 30, "10 events logged", every=0.2)
+        assert logged_lines(events) == 10
         assert io_errors(service.url) == 10  # nothing else lost
         assert service.process.poll() is None

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness import wait_until
 from orchestration.replay.driver import ReplayConfig, run_replay
 from orchestration.replay.stack import LocalProcess, start_monitor
 from tests.reliability.conftest import (
@@ -20,7 +21,6 @@ from tests.reliability.conftest import (
     running_service,
     sequential_latencies,
     service_env,
-    wait_until,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.behaviour]
@@ -66,9 +66,10 @@ def test_monitor_killed_mid_replay_loses_and_double_counts_nothing(
             replayer = threading.Thread(target=replay)
             replayer.start()
             wait_until(
-                lambda: counters(monitors[-1]).get("events_prediction", 0),
-                lambda n: n >= 100,
-                timeout=60,
+                lambda: counters(monitors[-1]).get("events_prediction", 0) >= 100,
+                60,
+                "100 predictions ingested before the kill",
+                every=0.2,
             )
 
             up = sequential_latencies(service.url, PROBES)
@@ -90,13 +91,12 @@ def test_monitor_killed_mid_replay_loses_and_double_counts_nothing(
             served = timeline["sent"] + 2 * PROBES
             labels = timeline["labels_sent"]
 
-            final = wait_until(
-                lambda: counters(monitors[-1]),
-                lambda c: (
-                    c.get("events_prediction", 0) >= served and c.get("labels_matched", 0) >= labels
-                ),
-                timeout=180,
-            )
+            def caught_up() -> dict | None:
+                c = counters(monitors[-1])
+                done = c.get("events_prediction", 0) >= served
+                return c if done and c.get("labels_matched", 0) >= labels else None
+
+            final = wait_until(caught_up, 180, "every event ingested after the kills", every=0.2)
             time.sleep(2)  # a later pass must not count anything again
             again = counters(monitors[-1])
         finally:

@@ -12,13 +12,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness import wait_until
 from tests.reliability.conftest import (
     monitor_env,
     predict_body,
     running_monitor,
     running_service,
     service_env,
-    wait_until,
 )
 from tests.servers import TINY_NAMES, free_port
 
@@ -86,15 +86,13 @@ def test_service_and_monitor_make_no_outbound_connection(tiny_store: dict, tmp_p
                 for path in ("/metrics", "/livez", "/readyz", "/docs.json"):
                     assert client.get(service.url + path).status_code == 200, path
 
-                status = wait_until(
-                    lambda: client.get(monitor.url + "/status").json(),
-                    lambda s: (
-                        s["counters"].get("labels_matched", 0) >= len(labels)
-                        and s["models"].get(TINY_NAMES["baseline"], {}).get("rows", 0)
-                        >= len(labels)
-                    ),
-                    timeout=90,
-                )
+                def caught_up() -> dict | None:
+                    s = client.get(monitor.url + "/status").json()
+                    rows = s["models"].get(TINY_NAMES["baseline"], {}).get("rows", 0)
+                    matched = s["counters"].get("labels_matched", 0)
+                    return s if matched >= len(labels) and rows >= len(labels) else None
+
+                status = wait_until(caught_up, 90, "the monitor to join every label", every=0.2)
                 assert status["counters"].get("labels_matched") == len(labels), status
                 for path in ("/metrics", "/healthz", "/report?model=" + TINY_NAMES["baseline"]):
                     assert client.get(monitor.url + path).status_code == 200, path

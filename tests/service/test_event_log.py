@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
+from harness import wait_until
 from service.event_log import EventLog, TransportMetrics
 from shiftwatch.events import LabelEvent
 from shiftwatch.transport.segments import SegmentWriter
@@ -25,13 +26,6 @@ def label_events(n: int, start: int = 0) -> list[LabelEvent]:
         LabelEvent(request_id=f"r{i}", label="topic_a", timestamp=1.0)
         for i in range(start, start + n)
     ]
-
-
-def wait_for(predicate, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 def labels(directory: Path) -> list[dict]:
@@ -66,7 +60,7 @@ def test_segments_roll_and_disk_stays_bounded(tmp_path: Path) -> None:
     ).start()
     for chunk in range(20):
         log.append(label_events(50, start=chunk * 50))
-        wait_for(lambda: log.pending == 0)
+        wait_until(lambda: log.pending == 0, 5, "the queue written")
     log.close()
     segments = sorted(tmp_path.glob("events-*.jsonl"))
     assert len(segments) >= 2

@@ -8,7 +8,7 @@ import time
 import pytest
 from prometheus_client import REGISTRY
 
-from orchestration.replay.redis_server import RedisServer
+from harness import RedisServer
 from service.event_log import EventLog, TransportMetrics
 from shiftwatch.events import LabelEvent, PredictionEvent
 from shiftwatch.transport.redis_streams import (
