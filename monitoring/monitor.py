@@ -257,11 +257,6 @@ class Monitor:
             with self.lock:
                 self.failures.succeeded(stage)
 
-    def run(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            self.step()
-            stop.wait(self.settings.poll_seconds)
-
     def snapshot(self) -> Snapshot:
         """The results and the loop's own state at this moment, copied under the lock."""
         with self.lock:
