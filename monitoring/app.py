@@ -1,11 +1,14 @@
 """The sidecar process: the ingest/compute loop in a thread, HTTP on the main thread.
 
 GET /metrics (Prometheus), /healthz, /status (JSON of the latest window), /report
-(Evidently HTML of the latest window; ?model=NAME, default the first model).
+(Evidently HTML of the latest window; ?model=NAME, default the first model). A report takes
+seconds of CPU: it is computed in a worker thread, one at a time, and once per window, so
+/healthz keeps answering within its probe's timeout while reports are asked for.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import os
@@ -13,6 +16,7 @@ import threading
 import time
 from contextlib import asynccontextmanager
 
+import anyio
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -22,6 +26,7 @@ from starlette.routing import Route
 from monitoring.evidently_report import drift_report_html
 from monitoring.exporter import build_registry
 from monitoring.monitor import Monitor
+from monitoring.results import ModelWindow
 from shiftwatch.settings import MonitorSettings
 
 log = logging.getLogger(__name__)
@@ -38,10 +43,34 @@ def _json_safe(value):
     return value
 
 
+class Reports:
+    """Evidently's HTML of each model's latest window: built off the event loop, one at a
+    time (the others wait, then find it cached), and once per window."""
+
+    def __init__(self, monitor: Monitor) -> None:
+        self.monitor = monitor
+        self._built: dict[str, tuple[ModelWindow, str]] = {}
+        self._one_at_a_time = asyncio.Lock()
+
+    async def html(self, name: str, window: ModelWindow) -> str:
+        async with self._one_at_a_time:
+            built = self._built.get(name)
+            if built is None or built[0] is not window:
+                html = await anyio.to_thread.run_sync(
+                    drift_report_html,
+                    self.monitor.references[name].frame,
+                    window.frame,
+                    self.monitor.drift_config,
+                )
+                self._built[name] = built = (window, html)
+            return built[1]
+
+
 def create_app(settings: MonitorSettings) -> Starlette:
     os.environ.setdefault("DO_NOT_TRACK", "1")  # Evidently's telemetry off
     monitor = Monitor(settings)
     registry, computation_seconds = build_registry(monitor)
+    reports = Reports(monitor)
     stop = threading.Event()
     loop_started = time.monotonic()
 
@@ -86,8 +115,7 @@ def create_app(settings: MonitorSettings) -> Starlette:
             return JSONResponse(
                 {"error": f"model {name!r}: no window with enough rows yet"}, status_code=404
             )
-        html = drift_report_html(monitor.references[name].frame, window.frame, monitor.drift_config)
-        return HTMLResponse(html)
+        return HTMLResponse(await reports.html(name, window))
 
     @asynccontextmanager
     async def lifespan(_: Starlette):

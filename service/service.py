@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse
 from service import prometheus
 from service.event_log import open_event_log
 from service.limits import LIMITED_PATHS, RequestLimits
+from service.paths import PathBoundService
 from service.predictor import Predictor, StartupError
 from service.rejections import QuietClientErrors, reject
 from service.schemas import FeedbackItems, FeedbackReceipt, Instances, Predictions
@@ -255,6 +256,9 @@ Shiftwatch = bentoml.service(
         {"name": "SHIFTWATCH_SHADOW_MODELS", "value": ",".join(SETTINGS.shadow_models)},
     ],
 )(Shiftwatch)
+# Unknown paths are refused outside BentoML's own middlewares (service/paths.py): BentoML
+# offers no hook ahead of its metrics, so the service takes a subclass that wraps its app.
+Shiftwatch.__class__ = PathBoundService
 Shiftwatch.add_asgi_middleware(ModelCatalog)
 Shiftwatch.add_asgi_middleware(
     RequestLimits,

@@ -1,0 +1,65 @@
+"""/report off the monitor's event loop (issue 23, item 5): six reports asked at once leave
+/healthz answering, and the window's report is built once.
+
+On the code before, the report was computed inside the request handler: six concurrent
+/report calls held /healthz for 2.75 s, against the 3 s liveness timeout of deploy/k8s."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+import numpy as np
+import pytest
+
+from harness import start_monitor
+from shiftwatch.data.synthetic import sample_scenario
+from tests.servers import TINY_NAMES, monitor_env, wait_status
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+PRIMARY = TINY_NAMES["baseline"]
+REPORTS = 6
+
+
+@pytest.fixture(scope="module")
+def monitor(live_server: dict, tmp_path_factory: pytest.TempPathFactory):
+    work = tmp_path_factory.mktemp("monitor-report")
+    process = start_monitor(monitor_env(live_server, work), work / "monitor.log")
+    try:
+        yield process.url
+    finally:
+        process.stop()
+
+
+def test_healthz_answers_while_six_reports_compute(live_server: dict, monitor: str) -> None:
+    traffic = sample_scenario(None, 64, seed=11)
+    for start in range(0, len(traffic), 8):
+        rows = traffic.iloc[start : start + 8]
+        body = {"instances": [{"text": t, "request_id": f"rep-{start + k}"}
+                              for k, t in enumerate(rows["text"])]}  # fmt: skip
+        assert httpx.post(live_server["url"] + "/predict", json=body).status_code == 200
+    status = wait_status(monitor, lambda s: s["models"].get(PRIMARY, {}).get("rows", 0) >= 64)
+    assert status["models"][PRIMARY]["rows"] >= 64
+
+    answers: list[httpx.Response] = []
+
+    def ask_report() -> None:
+        answers.append(httpx.get(monitor + "/report", params={"model": PRIMARY}, timeout=120))
+
+    askers = [threading.Thread(target=ask_report) for _ in range(REPORTS)]
+    for asker in askers:
+        asker.start()
+    latencies = []
+    with httpx.Client(base_url=monitor, timeout=10) as client:
+        while any(asker.is_alive() for asker in askers):
+            started = time.perf_counter()
+            assert client.get("/healthz").status_code == 200
+            latencies.append(time.perf_counter() - started)
+            time.sleep(0.02)
+    for asker in askers:
+        asker.join()
+    assert [answer.status_code for answer in answers] == [200] * REPORTS
+    assert len({answer.text for answer in answers}) == 1  # one report for the window, reused
+    assert len(latencies) >= 20  # /healthz was asked throughout, not only before or after
+    assert np.percentile(latencies, 99) < 0.1, sorted(latencies)[-5:]
