@@ -72,10 +72,11 @@ from benchmarks.results import (
 )
 from benchmarks.timing import RepetitionBudget, Timing, time_calls
 from harness import RedisServer
-from shiftwatch.bundle import ModelBundle, read_bundle
+from shiftwatch.bundle import ModelBundle
 from shiftwatch.data import load_dataset
 from shiftwatch.encoding import pad_batch
 from shiftwatch.inference import OnnxClassifier, open_session
+from shiftwatch.model_store import read_stored_bundle
 from shiftwatch.settings import ServiceSettings
 from shiftwatch.transport.redis_streams import label_stream, prediction_stream
 from shiftwatch.transport.segments import logged_events
@@ -95,7 +96,7 @@ QUICK = LoadBudget(30, 60, 2.4, 2, RepetitionBudget(5, 5, 200, 0.2), 10, 8)  # ~
 def stored_bundle(name: str) -> tuple[ModelBundle, str]:
     """The latest bundle of a model name in the model store (BENTOML_HOME), and its tag."""
     model = bentoml.models.get(f"{name}:latest")
-    return read_bundle(model.path), str(model.tag)
+    return read_stored_bundle(model), str(model.tag)
 
 
 def request_sequence(seq_len: int) -> tuple[list[str], str, int]:

@@ -17,16 +17,11 @@ from exports.config import ExportConfig
 from exports.onnx_export import check_parity, export_onnx
 from exports.quantize import accuracy_deltas, quantize_int8
 from exports.reference import build_reference
-from exports.staging import (
-    created_at,
-    file_sha256,
-    git_commit,
-    publish_bundle,
-    staging_folder,
-)
+from exports.staging import created_at, git_commit, publish_bundle, staging_folder
 from shiftwatch.bundle import QUANTIZED_FILE, BundleMeta, ModelBundle
 from shiftwatch.data import DataError, Dataset, load_dataset
 from shiftwatch.inference import GRAPH_OPTIMIZATION, INPUT_NAMES, OnnxClassifier, open_session
+from shiftwatch.manifest import file_sha256
 from training.checkpoint import TrainedRun, load_run
 
 log = logging.getLogger(__name__)

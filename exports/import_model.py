@@ -21,12 +21,13 @@ import numpy as np
 import pandas as pd
 
 from exports.reference import build_reference
-from exports.staging import created_at, file_sha256, git_commit, publish_bundle, staging_folder
+from exports.staging import created_at, git_commit, publish_bundle, staging_folder
 from shiftwatch.bundle import BundleError, BundleMeta, ModelBundle, inspect_onnx
 from shiftwatch.classification import classification_report
 from shiftwatch.data.loader import Selection, read_labeled_rows
 from shiftwatch.encoding import pad_batch
 from shiftwatch.inference import GRAPH_OPTIMIZATION, OnnxClassifier, open_session
+from shiftwatch.manifest import file_sha256
 from shiftwatch.names import validate_model_name
 from shiftwatch.tokenizer import TextTokenizer
 
@@ -241,12 +242,14 @@ def import_bundle(
             },
             created_at=created_at(),
             git_commit=git_commit(),
+            # Where the files came from. Their hashes are the manifest's (model.onnx,
+            # tokenizer.json: byte-for-byte copies, checked at every read); the reference
+            # file is not in the bundle (its rows became reference.parquet), so its hash
+            # is provenance only: which file of the user's built this bundle.
             source={
                 "kind": "imported",
                 "onnx": str(onnx_path),
-                "onnx_sha256": file_sha256(onnx_path),
                 "tokenizer": str(tokenizer_path),
-                "tokenizer_sha256": file_sha256(tokenizer_path),
                 "reference": str(reference),
                 "reference_sha256": file_sha256(_file_of(reference)),
             },

@@ -17,9 +17,9 @@ from pathlib import Path
 from exports.bundle_export import export_bundle
 from exports.config import ExportConfig
 from exports.register import ensure_registered
-from exports.staging import file_sha256
 from shiftwatch.bundle import BundleError, ModelBundle, probability_columns, read_bundle
 from shiftwatch.data import Dataset
+from shiftwatch.manifest import file_sha256
 from shiftwatch.reference import load_reference
 from training.config import Profile
 from training.train import train_run

@@ -6,7 +6,6 @@ replaced is replaced whole.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import subprocess
 import tempfile
@@ -15,13 +14,9 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from shiftwatch.bundle import BundleMeta, ModelBundle, read_bundle
+from shiftwatch.bundle import BundleMeta, ModelBundle, read_bundle, seal_bundle
 from shiftwatch.names import validate_model_name
 from shiftwatch.reference import load_reference
-
-
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def git_commit() -> str:
@@ -52,8 +47,10 @@ def staging_folder(models_dir: Path, name: str) -> Iterator[Path]:
 
 
 def publish_bundle(staging: Path, meta: BundleMeta, models_dir: Path) -> ModelBundle:
-    """Write bundle.json, validate the staged bundle, and move it to `models_dir/<name>/`."""
+    """Write bundle.json and the manifest, validate the staged bundle, and move it to
+    `models_dir/<name>/`."""
     (staging / "bundle.json").write_text(meta.model_dump_json(indent=2))
+    seal_bundle(staging)
     load_reference(read_bundle(staging))  # the whole bundle, its reference window included
     target = models_dir / meta.name
     if target.exists():

@@ -21,6 +21,7 @@ from monitoring.label_shift import label_shift_verdict
 from monitoring.results import ModelWindow, Snapshot
 from monitoring.state import MonitorState
 from shiftwatch.bundle import ModelBundle, read_bundle
+from shiftwatch.model_store import read_stored_bundle
 from shiftwatch.names import split_model_ref
 from shiftwatch.reference import load_reference
 from shiftwatch.settings import MonitorSettings
@@ -77,13 +78,16 @@ class ModelReference:
         )
 
 
-def bundle_path(settings: MonitorSettings, ref: str):
+def load_bundle(settings: MonitorSettings, ref: str) -> ModelBundle:
+    """The bundle of `ref`: from the models folder when one is set (its files checked against
+    its manifest), else from the model store (the manifest checked against the store's
+    record too)."""
     name, version = split_model_ref(ref)
     if settings.models_dir is not None:
-        return settings.models_dir / name
+        return read_bundle(settings.models_dir / name)
     import bentoml  # the serving image has it; only needed when reading the store
 
-    return bentoml.models.get(f"{name}:{version}").path
+    return read_stored_bundle(bentoml.models.get(f"{name}:{version}"))
 
 
 def load_references(settings: MonitorSettings) -> tuple[dict[str, ModelReference], dict[str, str]]:
@@ -92,9 +96,7 @@ def load_references(settings: MonitorSettings) -> tuple[dict[str, ModelReference
     for ref in settings.models:
         name = split_model_ref(ref)[0]
         try:
-            references[name] = ModelReference.from_bundle(
-                name, read_bundle(bundle_path(settings, ref))
-            )
+            references[name] = ModelReference.from_bundle(name, load_bundle(settings, ref))
             for note in references[name].notes:
                 log.warning("model %s: %s", name, note)
         except Exception as exc:  # missing, invalid or unreadable: report it, monitor the rest

@@ -28,9 +28,9 @@ from service.predictor import Predictor, StartupError
 from service.rejections import QuietClientErrors, reject
 from service.schemas import FeedbackItems, FeedbackReceipt, Instances, Predictions
 from service.shadows import ShadowWorker
-from shiftwatch.bundle import BundleError, ModelBundle, read_bundle
+from shiftwatch.bundle import BundleError, ModelBundle
 from shiftwatch.events import LabelEvent
-from shiftwatch.model_store import missing_model_message
+from shiftwatch.model_store import missing_model_message, read_stored_bundle
 from shiftwatch.settings import service_settings
 
 log = logging.getLogger("shiftwatch.service")
@@ -49,7 +49,7 @@ def load_stored_bundle(name: str, reference: BentoModel) -> tuple[ModelBundle, s
     if stored is None:
         raise StartupError(missing_model_message(name, str(reference.tag)))
     try:
-        return read_bundle(stored.path), str(stored.tag)
+        return read_stored_bundle(stored), str(stored.tag)
     except BundleError as exc:
         raise StartupError(f"model {stored.tag}: {exc}") from exc
 

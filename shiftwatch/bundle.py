@@ -1,15 +1,17 @@
 """The model bundle: `artifacts/models/<name>/`, its metadata, and a validating reader.
 
 Exactly `model.onnx`, `bundle.json`, `tokenizer.json`, `reference.parquet`, plus
-`model.int8.onnx` when quantised. The same contract holds for a model trained here
+`model.int8.onnx` when quantised, and `manifest.json` hashing them all
+(`shiftwatch/manifest.py`). The same contract holds for a model trained here
 (`shiftwatch export`) and one trained elsewhere (`shiftwatch import`). Reading a
-bundle checks every file against it, so a bad bundle stops start-up with one clear
-message.
+bundle first checks every file against the manifest, then each file against the
+contract, so a bad bundle stops start-up with one clear message.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -20,6 +22,7 @@ from onnx.external_data_helper import uses_external_data
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from shiftwatch.features import FEATURE_NAMES
+from shiftwatch.manifest import ManifestError, verify_manifest, write_manifest
 from shiftwatch.names import validate_model_name
 from shiftwatch.tokenizer import TextTokenizer, TokenizerError
 
@@ -141,6 +144,7 @@ class ModelBundle:
     path: Path
     meta: BundleMeta
     tokenizer: TextTokenizer  # truncating at meta.max_positions
+    manifest_sha256: str  # of manifest.json, checked with every file it lists when read
 
     @property
     def name(self) -> str:
@@ -160,16 +164,40 @@ def _external_locations(graph: onnx.GraphProto) -> set[str]:
     """Files named by tensors of `graph` (and its subgraphs) stored as external data."""
     tensors = [*graph.initializer]
     tensors += [t for s in graph.sparse_initializer for t in (s.values, s.indices)]
-    locations = set()
-    for node in graph.node:
+    return _tensor_locations(tensors) | _node_locations(graph.node)
+
+
+def _node_locations(nodes: Iterable[onnx.NodeProto]) -> set[str]:
+    """Files named by the tensors in `nodes`' attributes (and their subgraphs)."""
+    tensors, locations = [], set()
+    for node in nodes:
         for attribute in node.attribute:
             tensors += [attribute.t, *attribute.tensors]
+            tensors += [
+                t
+                for s in (attribute.sparse_tensor, *attribute.sparse_tensors)
+                for t in (s.values, s.indices)
+            ]
             for subgraph in (attribute.g, *attribute.graphs):
                 locations |= _external_locations(subgraph)
+    return locations | _tensor_locations(tensors)
+
+
+def _tensor_locations(tensors: Iterable[onnx.TensorProto]) -> set[str]:
+    locations = set()
     for tensor in tensors:
         if uses_external_data(tensor):
             entries = {entry.key: entry.value for entry in tensor.external_data}
             locations.add(entries.get("location", "?"))
+    return locations
+
+
+def external_data_files(model: onnx.ModelProto) -> set[str]:
+    """Files named by the model's tensors stored as external data: in the main graph and
+    its subgraphs, and in the model's local functions (whose nodes carry tensors too)."""
+    locations = _external_locations(model.graph)
+    for function in model.functions:
+        locations |= _node_locations(function.node)
     return locations
 
 
@@ -207,7 +235,7 @@ def inspect_onnx(
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # onnx raises DecodeError and friends, no common base
         raise BundleError(f"{path}: not a readable ONNX model: {exc}") from exc
-    external = _external_locations(model.graph)
+    external = external_data_files(model)
     if external:
         raise BundleError(
             f"{path}: weights are stored in external data files {sorted(external)}; a bundle "
@@ -280,25 +308,49 @@ def _meta(path: Path) -> BundleMeta:
         raise BundleError(f"{path / 'bundle.json'}: field '{field}': {first['msg']}") from exc
 
 
-def read_bundle(path: Path | str) -> ModelBundle:
+def seal_bundle(path: Path) -> str:
+    """Write the manifest of the bundle files in `path` (the last file a bundle gets);
+    returns its sha256, which registering records outside the bundle."""
+    names = [f for f in (*REQUIRED_FILES, QUANTIZED_FILE) if (path / f).exists()]
+    return write_manifest(path, names)
+
+
+def verify_bundle_files(path: Path, manifest_sha256: str | None = None) -> str:
+    """Every file of the bundle in `path` against its manifest, and the manifest against
+    `manifest_sha256` when given (see `shiftwatch.manifest`); returns the manifest's hash.
+
+    Bundles written before the manifest are refused, not read with a warning: a warning
+    would let anyone skip every check by deleting manifest.json, and exporting or
+    importing again writes one.
+    """
+    try:
+        return verify_manifest(
+            path, manifest_sha256, REQUIRED_FILES, (QUANTIZED_FILE,), STORE_FILES
+        )
+    except ManifestError as exc:
+        raise BundleError(str(exc)) from exc
+
+
+def read_bundle(path: Path | str, manifest_sha256: str | None = None) -> ModelBundle:
     """Load and validate a bundle folder.
 
+    Args:
+        manifest_sha256: the manifest's hash as recorded outside the bundle (the model
+            store's metadata: `shiftwatch.model_store.read_stored_bundle`); None for a plain
+            folder, whose files are still checked against its manifest.
+
     Raises:
-        BundleError: missing or extra file, bad JSON or bundle.json field, tokenizer hash
-            or size mismatch, or ONNX inputs/outputs off-contract. The reference window is
-            the monitor's and the exporter's: `shiftwatch.reference.load_reference` reads
-            and checks it (pandas and pyarrow, which the serving image does not carry).
+        BundleError: no manifest, or one that is not the recorded one; a file missing,
+            extra, or not the one the manifest lists (all before any file is parsed); bad
+            JSON or bundle.json field, tokenizer hash or size mismatch, or ONNX
+            inputs/outputs off-contract. The reference window is the monitor's and the
+            exporter's: `shiftwatch.reference.load_reference` reads and checks it (pandas
+            and pyarrow, which the serving image does not carry).
     """
     path = Path(path)
     if not path.is_dir():
         raise BundleError(f"model bundle {path} does not exist")
-    present = {p.name for p in path.iterdir()}
-    missing = [f for f in REQUIRED_FILES if f not in present]
-    if missing:
-        raise BundleError(f"model bundle {path} is missing {', '.join(missing)}")
-    extra = sorted(present - set(REQUIRED_FILES) - {QUANTIZED_FILE, *STORE_FILES})
-    if extra:
-        raise BundleError(f"model bundle {path} has unexpected files: {', '.join(extra)}")
+    manifest_sha256 = verify_bundle_files(path, manifest_sha256)
     meta = _meta(path)
     if (meta.embedding_output is None) != (meta.embedding_reduction is None):
         raise BundleError(
@@ -316,6 +368,6 @@ def read_bundle(path: Path | str) -> ModelBundle:
             f"bundle.json says {meta.vocab_size}"
         )
     check_onnx_io(path / "model.onnx", meta)
-    if QUANTIZED_FILE in present:
+    if (path / QUANTIZED_FILE).exists():
         check_onnx_io(path / QUANTIZED_FILE, meta)
-    return ModelBundle(path, meta, tokenizer)
+    return ModelBundle(path, meta, tokenizer, manifest_sha256)

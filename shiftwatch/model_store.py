@@ -1,7 +1,36 @@
-"""Reading the BentoML model store: which shiftwatch bundles it holds (torch-free; BentoML
-is imported on use). Registering a bundle is `exports.register`'s job."""
+"""Reading the BentoML model store: which shiftwatch bundles it holds, and a stored bundle
+checked against the manifest hash recorded beside it (torch-free; BentoML is imported on
+use). Registering a bundle is `exports.register`'s job."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from shiftwatch.bundle import BundleError, ModelBundle, read_bundle
+
+if TYPE_CHECKING:
+    from bentoml import Model
+
+# The model store's metadata key for the sha256 of the bundle's manifest.json: outside the
+# bundle, so rewriting the bundle's files and its manifest together is still found out.
+MANIFEST_SHA256 = "manifest_sha256"
+
+
+def read_stored_bundle(model: Model) -> ModelBundle:
+    """The bundle of a model-store version, verified whole before any file is parsed: the
+    manifest against the store's record, every file against the manifest (`read_bundle`).
+
+    Raises:
+        BundleError: no recorded manifest hash (registered before bundles had manifests),
+            or any of `read_bundle`'s reasons.
+    """
+    recorded = model.info.metadata.get(MANIFEST_SHA256)
+    if not isinstance(recorded, str) or not recorded:
+        raise BundleError(
+            f"the model store records no {MANIFEST_SHA256} for it (registered before bundles "
+            "were verified whole): export or import it again"
+        )
+    return read_bundle(model.path, recorded)
 
 
 def bentoml_home() -> str:

@@ -19,6 +19,9 @@ Either way the ids after the two special tokens are ordered by training frequenc
 so an id doubles as a frequency rank for the drift features. A tokenizer that came
 with an imported model keeps its own ids (and special tokens).
 
+A tokenizer.json is read only within `shiftwatch/tokenizer_limits.py`'s limits (its
+size, its truncation length, the types of its normaliser and pre-tokeniser).
+
 Words longer than `MAX_WORD_CHARS` characters are clipped to that length before
 encoding (and counted), so one pathological token can neither cost quadratic time
 in the subword search nor vanish into a single `<unk>`.
@@ -36,6 +39,13 @@ from pathlib import Path
 from typing import Literal
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+from shiftwatch.tokenizer_limits import (
+    MAX_TOKENIZER_BYTES,
+    TokenizerLimitError,
+    check_max_length,
+    check_tokenizer_json,
+)
 
 PAD = "<pad>"
 UNK = "<unk>"
@@ -98,6 +108,15 @@ class TextTokenizer:
 
     def __init__(self, serialized: str, max_length: int | None = None) -> None:
         try:
+            raw = json.loads(serialized)
+            # The limits first: `tokenizers` builds whatever the file describes.
+            check_tokenizer_json(raw)
+            check_max_length(max_length, "max_length")
+        except TokenizerLimitError as exc:
+            raise TokenizerError(str(exc)) from exc
+        except (ValueError, AttributeError) as exc:  # not JSON, or not a JSON object
+            raise TokenizerError(f"not a valid tokenizer.json: {exc}") from exc
+        try:
             self.backend = Tokenizer.from_str(serialized)
         except Exception as exc:  # tokenizers raises a bare Exception for bad JSON
             raise TokenizerError(f"not a valid tokenizer.json: {exc}") from exc
@@ -110,7 +129,6 @@ class TextTokenizer:
             self.backend.enable_truncation(max_length)
         else:
             self.backend.no_truncation()
-        raw = json.loads(serialized)
         vocab = self.backend.get_vocab(with_added_tokens=True)
         unk_token = raw.get("model", {}).get("unk_token")
         self.unk_id: int | None = vocab.get(unk_token) if unk_token else None
@@ -157,6 +175,12 @@ class TextTokenizer:
     ) -> TextTokenizer:
         """Load `tokenizer.json`, checking its hash against `expected_sha256` when given."""
         try:
+            size = Path(path).stat().st_size
+            if size > MAX_TOKENIZER_BYTES:
+                raise TokenizerError(
+                    f"{path} is {size} bytes, over the {MAX_TOKENIZER_BYTES} a tokenizer.json "
+                    "may have (MAX_TOKENIZER_BYTES)"
+                )
             # Bytes, decoded as UTF-8: the hash is of the exact file (text mode would turn \r\n
             # into \n), and a vocabulary's non-ASCII tokens never depend on the locale.
             serialized = Path(path).read_bytes().decode("utf-8")

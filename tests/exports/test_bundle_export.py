@@ -23,11 +23,14 @@ from shiftwatch.bundle import (
     ModelBundle,
     read_bundle,
     reference_columns,
+    seal_bundle,
 )
 from shiftwatch.data import Dataset
 from shiftwatch.encoding import pad_batch
 from shiftwatch.features import FEATURE_NAMES
 from shiftwatch.inference import OnnxClassifier, SequenceTooLongError, open_session
+from shiftwatch.manifest import MANIFEST_FILE
+from shiftwatch.model_store import MANIFEST_SHA256, read_stored_bundle
 from shiftwatch.reference import load_reference
 from tests.conftest import TINY_MODEL
 from training.checkpoint import load_run
@@ -37,7 +40,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
 def test_bundle_has_exactly_the_contract_files(tiny_bundle: ModelBundle) -> None:
-    assert {p.name for p in tiny_bundle.path.iterdir()} == {*REQUIRED_FILES, QUANTIZED_FILE}
+    files = {*REQUIRED_FILES, QUANTIZED_FILE}
+    assert {p.name for p in tiny_bundle.path.iterdir()} == {*files, MANIFEST_FILE}
+    listed = json.loads((tiny_bundle.path / MANIFEST_FILE).read_text())["files"]
+    assert set(listed) == files
 
 
 def test_bundle_without_quantization_has_no_int8_file(
@@ -45,7 +51,7 @@ def test_bundle_without_quantization_has_no_int8_file(
 ) -> None:
     config = ExportConfig(parity_sequences=50, parity_max_batch=8, threads=1)
     bundle = export_bundle(tiny_run, tmp_path, config, dataset=tiny_dataset)
-    assert {p.name for p in bundle.path.iterdir()} == set(REQUIRED_FILES)
+    assert {p.name for p in bundle.path.iterdir()} == {*REQUIRED_FILES, MANIFEST_FILE}
     assert bundle.meta.quantization is None
     assert not list(tmp_path.glob(".research-*")), "staging folder left behind"
 
@@ -152,9 +158,10 @@ def test_store_registration_round_trip(tiny_bundle: ModelBundle) -> None:
     tag = register_bundle(tiny_bundle)
     assert tag.startswith("research:")
     stored = bentoml.models.get(tag)
-    for name in (*REQUIRED_FILES, QUANTIZED_FILE):
+    for name in (*REQUIRED_FILES, QUANTIZED_FILE, MANIFEST_FILE):
         assert Path(stored.path_of(name)).read_bytes() == (tiny_bundle.path / name).read_bytes()
-    assert read_bundle(stored.path).meta == tiny_bundle.meta
+    assert stored.info.metadata[MANIFEST_SHA256] == tiny_bundle.manifest_sha256
+    assert read_stored_bundle(stored).meta == tiny_bundle.meta
 
 
 @pytest.fixture
@@ -170,6 +177,7 @@ def test_missing_file_is_named(bundle_copy: Path) -> None:
 
 def test_bad_json_is_named(bundle_copy: Path) -> None:
     (bundle_copy / "bundle.json").write_text("{not json")
+    seal_bundle(bundle_copy)  # past the manifest, to the check of the file itself
     with pytest.raises(ValueError, match="bundle.json is not valid JSON"):
         read_bundle(bundle_copy)
 
@@ -178,6 +186,7 @@ def test_bad_field_is_named(bundle_copy: Path) -> None:
     meta = json.loads((bundle_copy / "bundle.json").read_text())
     del meta["max_positions"]
     (bundle_copy / "bundle.json").write_text(json.dumps(meta))
+    seal_bundle(bundle_copy)
     with pytest.raises(ValueError, match="field 'max_positions'"):
         read_bundle(bundle_copy)
 
@@ -186,6 +195,7 @@ def test_tokenizer_hash_mismatch_is_named(bundle_copy: Path) -> None:
     meta = json.loads((bundle_copy / "bundle.json").read_text())
     meta["tokenizer_sha256"] = "0" * 64
     (bundle_copy / "bundle.json").write_text(json.dumps(meta))
+    seal_bundle(bundle_copy)
     with pytest.raises(ValueError, match="tokenizer hash mismatch"):
         read_bundle(bundle_copy)
 
@@ -198,6 +208,9 @@ def test_changed_tokenizer_file_is_refused(bundle_copy: Path) -> None:
         raw["model"]["vocab"]["w1"],
     )
     path.write_text(json.dumps(raw))
+    with pytest.raises(ValueError, match="tokenizer.json has .* manifest.json lists"):
+        read_bundle(bundle_copy)
+    seal_bundle(bundle_copy)  # a manifest rewritten with it: bundle.json's hash still differs
     with pytest.raises(ValueError, match="tokenizer hash mismatch"):
         read_bundle(bundle_copy)
 
@@ -206,6 +219,7 @@ def test_a_format_1_bundle_is_refused_with_a_reason(bundle_copy: Path) -> None:
     meta = json.loads((bundle_copy / "bundle.json").read_text())
     meta["format_version"] = 1
     (bundle_copy / "bundle.json").write_text(json.dumps(meta))
+    seal_bundle(bundle_copy)
     with pytest.raises(ValueError, match="format_version 1 is not readable"):
         read_bundle(bundle_copy)
 
@@ -218,6 +232,7 @@ def test_onnx_outputs_off_contract_are_named(bundle_copy: Path) -> None:
     for node in model.graph.node:
         node.output[:] = ["embedding" if o == "pooled" else o for o in node.output]
     onnx.save(model, str(bundle_copy / "model.onnx"))
+    seal_bundle(bundle_copy)
     with pytest.raises(ValueError, match=r"no ONNX output 'pooled' to use as the embedding output"):
         read_bundle(bundle_copy)
 
@@ -228,12 +243,86 @@ def test_corrupt_onnx_and_extra_file_are_named(bundle_copy: Path) -> None:
         read_bundle(bundle_copy)
     (bundle_copy / "notes.txt").unlink()
     (bundle_copy / "model.onnx").write_bytes(b"\x00garbage")
+    seal_bundle(bundle_copy)
     with pytest.raises(ValueError, match="not a readable ONNX model"):
         read_bundle(bundle_copy)
 
 
 def test_reference_without_columns_is_named(bundle_copy: Path) -> None:
     pd.DataFrame({"length": [1.0]}).to_parquet(bundle_copy / "reference.parquet")
+    seal_bundle(bundle_copy)
     bundle = read_bundle(bundle_copy)  # the service's reader leaves the reference alone
     with pytest.raises(ValueError, match="lacks columns"):
         load_reference(bundle)
+
+
+# -- the bundle verified whole: every file against the manifest, the manifest against the store
+
+
+@pytest.mark.parametrize("name", [*REQUIRED_FILES, QUANTIZED_FILE])
+def test_any_changed_file_is_refused_before_it_is_parsed(bundle_copy: Path, name: str) -> None:
+    """One byte changed in any file, even one `read_bundle` never parses (the reference, read
+    by the monitor) or one whose change still parses: refused, naming the file."""
+    path = bundle_copy / name
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=rf"{name} has sha256 .*manifest.json lists"):
+        read_bundle(bundle_copy)
+
+
+def test_a_bundle_without_manifest_is_refused_with_what_to_do(bundle_copy: Path) -> None:
+    (bundle_copy / MANIFEST_FILE).unlink()
+    with pytest.raises(ValueError, match="has no manifest.json .* export or import it again"):
+        read_bundle(bundle_copy)
+
+
+@pytest.fixture
+def stored_copy(tiny_bundle: ModelBundle):
+    """Registers the bundle's files with the given store metadata; the versions it made are
+    deleted afterwards, so no other test meets them as `research:latest`."""
+    made = []
+
+    def register(metadata: dict) -> bentoml.Model:
+        with bentoml.models.create(tiny_bundle.name, metadata=metadata) as model:
+            for path in tiny_bundle.path.iterdir():
+                shutil.copy2(path, model.path_of(path.name))
+        made.append(model.tag)
+        return bentoml.models.get(model.tag)
+
+    yield register
+    for tag in made:
+        bentoml.models.delete(tag)
+
+
+def test_a_stored_bundle_rewritten_with_its_manifest_is_refused(
+    tiny_bundle: ModelBundle, stored_copy, tmp_path: Path
+) -> None:
+    """Changing a file and rewriting the manifest to match passes the folder's own check; the
+    manifest's hash in the store's metadata, outside the bundle, is what catches it. The
+    monitor reads the same way: the model is reported as not monitored."""
+    stored = stored_copy({MANIFEST_SHA256: tiny_bundle.manifest_sha256})
+    folder = Path(stored.path)
+    reference = pd.read_parquet(folder / "reference.parquet")
+    reference["confidence"] = 1.0  # a plausible, silently wrong reference window
+    reference.to_parquet(folder / "reference.parquet", index=False)
+    seal_bundle(folder)
+    read_bundle(folder)  # consistent in itself
+    with pytest.raises(ValueError, match="manifest.json has sha256 .*model store recorded"):
+        read_stored_bundle(stored)
+
+    from monitoring.monitor import load_references
+    from shiftwatch.settings import MonitorSettings
+
+    settings = MonitorSettings(models=[str(stored.tag)], state_path=tmp_path / "state.sqlite")
+    references, errors = load_references(settings)
+    assert references == {}
+    assert "manifest.json has sha256" in errors["research"], errors
+
+
+def test_a_bundle_registered_without_manifest_hash_is_refused(
+    tiny_bundle: ModelBundle, stored_copy
+) -> None:
+    stored = stored_copy({"tokenizer_sha256": tiny_bundle.meta.tokenizer_sha256})
+    with pytest.raises(ValueError, match="records no manifest_sha256 .*export or import it again"):
+        read_stored_bundle(stored)

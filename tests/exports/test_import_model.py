@@ -9,6 +9,7 @@ the pooled [CLS] vector as an extra output.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import warnings
@@ -29,6 +30,7 @@ from shiftwatch.bundle import REQUIRED_FILES, ModelBundle, read_bundle
 from shiftwatch.classification import classification_report
 from shiftwatch.encoding import pad_batch, softmax
 from shiftwatch.inference import GRAPH_OPTIMIZATION, OnnxClassifier
+from shiftwatch.manifest import MANIFEST_FILE
 from shiftwatch.reference import load_reference
 from shiftwatch.tokenizer import TextTokenizer
 from tests.servers import wait_status
@@ -272,7 +274,7 @@ def test_imported_bundle_reads_back_with_the_reference_of_the_torch_model(
 ) -> None:
     bundle = read_bundle(imported[kind].path)
     meta = bundle.meta
-    assert {p.name for p in bundle.path.iterdir()} == set(REQUIRED_FILES)
+    assert {p.name for p in bundle.path.iterdir()} == {*REQUIRED_FILES, MANIFEST_FILE}
     assert not [p for p in bundle.path.parent.iterdir() if p.name.startswith(".")]  # no staging
     assert (meta.architecture, meta.labels, meta.parity) == ("imported", LABELS, None)
     assert meta.inputs == ["input_ids", "attention_mask", "token_type_ids"]
@@ -286,9 +288,7 @@ def test_imported_bundle_reads_back_with_the_reference_of_the_torch_model(
     assert meta.source == {
         "kind": "imported",
         "onnx": str(onnx_models[kind]),
-        "onnx_sha256": sha256(onnx_models[kind]),
         "tokenizer": str(tokenizer_file),
-        "tokenizer_sha256": sha256(tokenizer_file),
         "reference": str(files["reference"]),
         "reference_sha256": sha256(files["reference"]),
     }
@@ -376,6 +376,23 @@ def unchanged(model: onnx.ModelProto) -> None:
     pass
 
 
+def tokenizer_edited(source: Path, target: Path, edit: Callable[[dict], None]) -> Path:
+    raw = json.loads(source.read_text())
+    edit(raw)
+    target.write_text(json.dumps(raw))
+    return target
+
+
+def lengthening_normalizer(raw: dict) -> None:
+    """The finding's normaliser: each "a" becomes 10,000 characters (1.6 GB for one request)."""
+    replace = {"type": "Replace", "pattern": {"String": "a"}, "content": "x" * 10_000}
+    raw["normalizer"] = {"type": "Sequence", "normalizers": [raw["normalizer"], replace]}
+
+
+def huge_max_length(raw: dict) -> None:
+    raw["truncation"]["max_length"] = 2_000_000_000
+
+
 # case -> (overrides of the good import's arguments, the error's text)
 REFUSALS = {
     "label count vs static logits dim": ({"labels": LABELS[:2]}, "'logits' has 3 classes, but 2"),
@@ -407,6 +424,15 @@ REFUSALS = {
         "onnxruntime failed on a padded batch of 128 ids, the max_length",
     ),
     "external data": ({"onnx": "external"}, r"external data files \['weights.bin'\]"),
+    "tokenizer normaliser lengthening text": (
+        {"tokenizer": "lengthening"},
+        r"normalizer.normalizers\[1\]: Replace of .* by 10000 characters could lengthen text",
+    ),
+    "tokenizer max_length of two billion": (
+        {"tokenizer": "huge_max_length"},
+        r"truncation.max_length 2000000000 is over 8192 token ids",
+    ),
+    "max_length over the limit": ({"max_length": 100_000}, "max_length 100000 is over 8192"),
     "selection matching nothing": ({"reference_rows": "split=ood"}, "no row has split=ood"),
 }
 
@@ -431,6 +457,16 @@ def test_bad_imports_fail_clearly_and_leave_nothing(
             size_threshold=0,
         ),
     }
+    tokenizers = {
+        "tokenizer": lambda: files["tokenizer"],
+        "plain_tokenizer": lambda: files["plain_tokenizer"],
+        "lengthening": lambda: tokenizer_edited(
+            files["tokenizer"], tmp_path / "lengthening.json", lengthening_normalizer
+        ),
+        "huge_max_length": lambda: tokenizer_edited(
+            files["tokenizer"], tmp_path / "huge.json", huge_max_length
+        ),
+    }
     arguments = {
         "onnx": "good",
         "tokenizer": "tokenizer",
@@ -444,7 +480,7 @@ def test_bad_imports_fail_clearly_and_leave_nothing(
     with pytest.raises(ValueError, match=message):
         import_bundle(
             variants[arguments["onnx"]](),
-            files[arguments["tokenizer"]],
+            tokenizers[arguments["tokenizer"]](),
             arguments["labels"],
             files["reference"],
             models_dir,

@@ -14,7 +14,10 @@ from pathlib import Path
 
 import onnx
 import pytest
+import yaml
 
+from shiftwatch.bundle import seal_bundle
+from shiftwatch.model_store import MANIFEST_SHA256
 from shiftwatch.tokenizer import TextTokenizer
 from tests.servers import ROOT, TINY_LIMITS, TINY_NAMES, free_port
 
@@ -29,12 +32,21 @@ def bundle_dir(home: Path, variant: str) -> Path:
     return models / (models / "latest").read_text().strip()
 
 
+def reseal(folder: Path) -> None:
+    """Rewrite the manifest and the store's record of it, as registering the changed files
+    anew would: the check that follows is then the file's own, past the manifest."""
+    info = yaml.safe_load((folder / "model.yaml").read_text())
+    info["metadata"][MANIFEST_SHA256] = seal_bundle(folder)
+    (folder / "model.yaml").write_text(yaml.safe_dump(info, sort_keys=False))
+
+
 def remove_tokenizer(home: Path) -> None:
     (bundle_dir(home, "research") / "tokenizer.json").unlink()
 
 
 def garble_onnx(home: Path) -> None:
     (bundle_dir(home, "baseline") / "model.onnx").write_bytes(b"\x08\x07garbage" * 512)
+    reseal(bundle_dir(home, "baseline"))
 
 
 def unknown_operator(home: Path) -> None:
@@ -44,6 +56,7 @@ def unknown_operator(home: Path) -> None:
     model = onnx.load(str(path))
     model.graph.node[0].op_type = "NoSuchOperator"
     onnx.save(model, str(path))
+    reseal(path.parent)
 
 
 def swap_tokens(home: Path) -> None:
@@ -54,6 +67,29 @@ def swap_tokens(home: Path) -> None:
     first, second = (t for t, i in vocab.items() if i in (2, 3))
     vocab[first], vocab[second] = vocab[second], vocab[first]
     TextTokenizer(json.dumps(raw)).save(path)
+    reseal(path.parent)
+
+
+def change_reference(home: Path) -> Path:
+    """One byte of reference.parquet changed: a file the service itself never parses."""
+    path = bundle_dir(home, "research") / "reference.parquet"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    return path.parent
+
+
+def rewrite_manifest(home: Path) -> None:
+    """A changed file and a manifest rewritten to match: only the store's record differs."""
+    seal_bundle(change_reference(home))
+
+
+def drop_manifest_hash(home: Path) -> None:
+    """A version registered before bundles had manifests: no hash in the store's metadata."""
+    path = bundle_dir(home, "baseline") / "model.yaml"
+    info = yaml.safe_load(path.read_text())
+    del info["metadata"][MANIFEST_SHA256]
+    path.write_text(yaml.safe_dump(info, sort_keys=False))
 
 
 def drop_model(home: Path) -> None:
@@ -66,6 +102,9 @@ CASES: dict[str, tuple[Callable[[Path], None], list[str]]] = {
     "corrupt_onnx": (garble_onnx, ["acme-base", "not a readable ONNX model"]),
     "graph_onnxruntime_rejects": (unknown_operator, ["acme_nope", "NoSuchOperator"]),
     "tokenizer_mismatch": (swap_tokens, ["acme-alibi.v2", "tokenizer hash mismatch"]),
+    "changed_file": (change_reference, ["acme-alibi.v2", "reference.parquet has sha256"]),
+    "manifest_rewritten": (rewrite_manifest, ["acme-alibi.v2", "model store recorded"]),
+    "no_manifest_hash": (drop_manifest_hash, ["acme-base", "records no manifest_sha256"]),
     # BentoML's own check, before ours: the reference resolves to nothing.
     "model_not_in_store": (drop_model, ["acme_nope:latest could not be found"]),
 }
