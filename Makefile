@@ -13,7 +13,7 @@ export ORT_DISABLE_TELEMETRY := 1
 # The BentoML model store (and built Bentos) live inside the project, not in ~/bentoml.
 export BENTOML_HOME ?= $(CURDIR)/artifacts/bentoml
 PORT ?= 3000
-BUNDLES := $(foreach v,baseline research no_pe,artifacts/models/$(v)/bundle.json)
+BUNDLES := $(foreach v,baseline research no_pe,artifacts/models/$(v)/manifest.json)
 
 .PHONY: setup servers test test-unit reliability lint format reproduce reproduce-quick export models serve build demo deployment-report clean
 
@@ -94,8 +94,9 @@ reproduce-quick: setup $(DOCSTRINGS)/manifest.json
 export: setup
 	$(SW) export --all --quantize
 
-# The embedded default bundles, exported only when missing, from the seed-0 runs: those of
-# `make reproduce` when they exist, else trained now with the quick profile.
+# The embedded default bundles, exported only when missing (or from before bundles carried
+# their manifest.json), from the seed-0 runs: those of `make reproduce` when they exist, else
+# trained now with the quick profile.
 SEED0_RUNS := $(foreach v,baseline research no_pe,artifacts/runs/embedded/$(v)/0/checkpoint.pt)
 models: setup
 	@if ls $(BUNDLES) >/dev/null 2>&1; then echo "bundles present: $(BUNDLES)"; \
