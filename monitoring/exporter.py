@@ -14,8 +14,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from monitoring.calibration import HEADLINE
+from monitoring.counters import CounterKey
 from monitoring.monitor import Monitor
 from monitoring.results import ModelWindow, Snapshot
+from monitoring.validation import REJECTION_REASONS
 
 COMPUTE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -195,7 +197,7 @@ class MonitorCollector(Collector):
         yield errors
 
     @staticmethod
-    def _counters(counters: dict[str, int]):
+    def _counters(counters: dict[CounterKey, int]):
         events = CounterMetricFamily(
             "shiftwatch_monitor_events_ingested", "Events ingested, by type.", labels=["type"]
         )
@@ -203,11 +205,24 @@ class MonitorCollector(Collector):
         events.add_metric(["label"], counters.get("events_label", 0))
         yield events
         labels = CounterMetricFamily(
-            "shiftwatch_monitor_labels", "Label events by outcome of the join.", labels=["result"]
+            "shiftwatch_monitor_labels",
+            "Label events by outcome of the join: matched, duplicate (its prediction already "
+            "had a label), unmatched (no prediction within the retention), before_prediction "
+            "(stamped before its prediction was served, beyond the allowed clock skew: dropped).",
+            labels=["result"],
         )
-        for result in ("matched", "duplicate", "unmatched"):
+        for result in ("matched", "duplicate", "unmatched", "before_prediction"):
             labels.add_metric([result], counters.get(f"labels_{result}", 0))
         yield labels
+        rejected = CounterMetricFamily(
+            "shiftwatch_monitor_events_rejected",
+            "Events, or shadow outputs in them, dropped because no monitored model could have "
+            "sent them, by reason (monitoring/validation.py).",
+            labels=["reason"],
+        )
+        for reason in REJECTION_REASONS:
+            rejected.add_metric([reason], counters.get(("rejected", reason), 0))
+        yield rejected
         expired = CounterMetricFamily(
             "shiftwatch_monitor_predictions_expired",
             "Predictions whose label never came within the retention.",
@@ -217,8 +232,9 @@ class MonitorCollector(Collector):
         yield expired
         evicted = CounterMetricFamily(
             "shiftwatch_monitor_evicted",
-            "Rows evicted, oldest first, to keep the state within its row and byte bounds: "
-            "predictions still unlabeled, and labels still waiting for their prediction.",
+            "Rows evicted to keep the state within its bounds: predictions still unlabeled "
+            "(oldest first), and labels still waiting for their prediction (first arrived "
+            "first, under their own bound, and before any prediction over the byte bound).",
             labels=["kind"],
         )
         evicted.add_metric(["prediction"], counters.get("predictions_evicted", 0))
@@ -226,14 +242,14 @@ class MonitorCollector(Collector):
         yield evicted
         lost = CounterMetricFamily(
             "shiftwatch_monitor_events_lost",
-            "Events the monitor will never read, by reason: segment_deleted (removed by the "
-            "writer's disk budget before they were read), unread_tail (a segment gone without "
+            "Events the monitor will never read, by reason: segment_gap (segments removed by "
+            "the writer's disk budget before they were read), unread_tail (a segment gone without "
             "a count of its events: estimated from its unread bytes), torn_line (a last line "
             "left unfinished by its writer), trimmed (Redis stream entries trimmed unread).",
             labels=["reason"],
         )
-        for reason in ("segment_deleted", "unread_tail", "torn_line", "trimmed"):
-            lost.add_metric([reason], counters.get(f"lost|{reason}", 0))
+        for reason in ("segment_gap", "unread_tail", "torn_line", "trimmed"):
+            lost.add_metric([reason], counters.get(("lost", reason), 0))
         yield lost
         clamped = CounterMetricFamily(
             "shiftwatch_monitor_events_clamped",
@@ -261,9 +277,8 @@ class MonitorCollector(Collector):
             labels=["model", "domain"],
         )
         for key, value in counters.items():
-            kind, _, rest = key.partition("|")
-            if kind in ("labeled", "correct"):
-                model, domain = rest.split("|")
+            if isinstance(key, tuple) and len(key) == 3 and key[0] in ("labeled", "correct"):
+                kind, model, domain = key
                 (labeled if kind == "labeled" else correct).add_metric([model, domain], value)
         yield labeled
         yield correct

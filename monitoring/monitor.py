@@ -15,11 +15,13 @@ from monitoring.calibration import (
     agreement_estimates,
     window_estimates,
 )
+from monitoring.counters import CounterKey
 from monitoring.drift import DriftConfig, compute_drift
 from monitoring.failures import Failures
 from monitoring.label_shift import label_shift_verdict
 from monitoring.results import ModelWindow, Snapshot
 from monitoring.state import MonitorState
+from monitoring.validation import EventValidator, ModelContract
 from shiftwatch.bundle import ModelBundle, read_bundle
 from shiftwatch.model_store import read_stored_bundle
 from shiftwatch.names import split_model_ref
@@ -133,11 +135,15 @@ class Monitor:
             max_requests=settings.state_max_requests,
             max_bytes=settings.state_max_bytes,
             max_clock_skew=settings.max_clock_skew_seconds,
+            max_orphan_labels=settings.state_max_orphan_labels,
+            validator=EventValidator(
+                {name: ModelContract.of(ref.bundle.meta) for name, ref in self.references.items()}
+            ),
         )
         self.reader = open_reader(settings, self.state)
         self.lock = threading.Lock()  # guards the snapshot below, read by the HTTP thread
         self.windows: dict[str, ModelWindow] = {}
-        self.counters: dict[str, int] = self.state.counters()
+        self.counters: dict[CounterKey, int] = self.state.counters()
         self.lag_seconds = 0.0
         self.streams: dict[str, dict[str, int]] = {}  # Redis: lag and pending per stream
         self.transport_errors: dict[str, int] = {}  # Redis: failed reads by reason

@@ -11,6 +11,7 @@ import pandas as pd
 
 from monitoring.accuracy import LiveAccuracy
 from monitoring.calibration import HEADLINE, Estimate
+from monitoring.counters import CounterKey, counter_tree
 from monitoring.drift import DriftResult
 from monitoring.failures import Failure
 from monitoring.label_shift import LabelShiftVerdict
@@ -78,7 +79,7 @@ class Snapshot:
     transport: str
     streams: dict[str, dict[str, int]]  # Redis: per stream, `lag` and `pending` entries
     transport_errors: dict[str, int]  # Redis: failed reads by reason
-    counters: dict[str, int]
+    counters: dict[CounterKey, int]  # monitoring/counters.py
     pending_labels: int
     reference_errors: dict[str, str]  # models without a usable reference, and why
     errors: dict[str, int]  # `<stage>_<reason>` -> failures since start
@@ -96,7 +97,7 @@ class Snapshot:
             "transport": self.transport,
             "streams": self.streams,
             "transport_errors": self.transport_errors,
-            "counters": self.counters,
+            "counters": counter_tree(self.counters),
             "pending_labels": self.pending_labels,
             "reference_errors": self.reference_errors,
             "errors": self.errors,

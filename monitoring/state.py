@@ -19,39 +19,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from monitoring.counters import CounterKey, add_counts, read_counts
+from monitoring.state_schema import create_or_migrate
+from monitoring.validation import EventValidator, RejectionLog
 from shiftwatch.events import LabelEvent, ModelOutput, PredictionEvent
 from shiftwatch.features import FEATURE_NAMES
 from shiftwatch.transport.segments import SegmentMark
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS offsets (segment TEXT PRIMARY KEY, position INTEGER NOT NULL,
-    lines INTEGER NOT NULL DEFAULT 0, size INTEGER NOT NULL DEFAULT 0,
-    inode INTEGER NOT NULL DEFAULT 0, seen REAL NOT NULL DEFAULT 0);
-CREATE TABLE IF NOT EXISTS writers (writer TEXT PRIMARY KEY, consumed INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS stream_positions (stream TEXT PRIMARY KEY, last_id TEXT NOT NULL,
-    consumed INTEGER NOT NULL DEFAULT 0, lost INTEGER NOT NULL DEFAULT 0);
-CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS requests (
-    request_id TEXT PRIMARY KEY, ts REAL NOT NULL, domain TEXT, label TEXT, label_ts REAL);
-CREATE TABLE IF NOT EXISTS outputs (
-    request_id TEXT NOT NULL, model TEXT NOT NULL, ts REAL NOT NULL, domain TEXT,
-    predicted_label TEXT NOT NULL, confidence REAL NOT NULL, entropy REAL NOT NULL,
-    features TEXT NOT NULL, embedding TEXT NOT NULL, probabilities BLOB,
-    PRIMARY KEY (request_id, model));
-CREATE INDEX IF NOT EXISTS outputs_by_model_ts ON outputs (model, ts);
-CREATE INDEX IF NOT EXISTS requests_by_ts ON requests (ts);
-CREATE TABLE IF NOT EXISTS orphan_labels (request_id TEXT PRIMARY KEY, label TEXT NOT NULL, ts REAL NOT NULL);
-"""
-
-
-SEGMENT_COLUMNS = {
-    "lines": "INTEGER NOT NULL DEFAULT 0",
-    "size": "INTEGER NOT NULL DEFAULT 0",
-    "inode": "INTEGER NOT NULL DEFAULT 0",
-    "seen": "REAL NOT NULL DEFAULT 0",
-}
-
 
 WAL_LIMIT_BYTES = 8 * 2**20  # the write-ahead log is truncated to this after a checkpoint
 
@@ -85,12 +58,19 @@ class MonitorState:
         max_requests: int | None = None,
         max_bytes: int | None = None,
         max_clock_skew: float | None = None,
+        max_orphan_labels: int | None = None,
+        validator: EventValidator | None = None,
     ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.max_requests = max_requests  # bounds enforced by `expire`; None: time only
         self.max_bytes = max_bytes
-        self.max_clock_skew = max_clock_skew  # seconds ahead of this clock; None: no clamp
+        self.max_orphan_labels = max_orphan_labels  # labels waiting for their prediction
+        # Seconds ahead of this clock an event may be stamped (beyond: clamped; None: no
+        # clamp), and the slack of the join rule (`add_label`; None: 0).
+        self.max_clock_skew = max_clock_skew
+        self.validator = validator or EventValidator()
+        self.rejections = RejectionLog()
         self.db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         # Freed pages go back to the file system (incremental_vacuum in `reclaim`); set before
         # the first table exists, or by one VACUUM for a state file made before this setting.
@@ -100,15 +80,9 @@ class MonitorState:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
         self.db.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
-        self.db.executescript(SCHEMA)
-        columns = {row[1] for row in self.db.execute("PRAGMA table_info(offsets)")}
-        for column, kind in SEGMENT_COLUMNS.items():  # a state file from before these columns
-            if column not in columns:
-                self.db.execute(f"ALTER TABLE offsets ADD COLUMN {column} {kind}")
-        if "probabilities" not in {row[1] for row in self.db.execute("PRAGMA table_info(outputs)")}:
-            self.db.execute("ALTER TABLE outputs ADD COLUMN probabilities BLOB")
+        create_or_migrate(self.db)
         self.known_domains = set(known_domains)
-        self._counts: dict[str, int] = {}  # this transaction's counter increments
+        self._counts: dict[CounterKey, int] = {}  # this transaction's counter increments
         self._meta: dict[str, float] = {}  # and its raised meta values
 
     # -- transactions ----------------------------------------------------------------
@@ -122,11 +96,7 @@ class MonitorState:
 
     def commit(self) -> None:
         if self._counts:
-            self.db.executemany(
-                "INSERT INTO counters VALUES (?, ?) "
-                "ON CONFLICT(name) DO UPDATE SET value=value+excluded.value",
-                list(self._counts.items()),
-            )
+            add_counts(self.db, self._counts)
         for key, value in self._meta.items():
             self._write_meta(key, value)
         self.db.execute("COMMIT")
@@ -151,9 +121,9 @@ class MonitorState:
 
     def segment_started(self, writer: str, events_before: int) -> None:
         """A segment's first line: its writer had written `events_before` events before it.
-        Those of them this monitor did not consume are lost (`lost|segment_gap`)."""
+        Those of them this monitor did not consume are lost (`("lost", "segment_gap")`)."""
         row = self.db.execute("SELECT consumed FROM writers WHERE writer=?", (writer,)).fetchone()
-        self.count("lost|segment_gap", max(0, events_before - (row[0] if row else 0)))
+        self.count(("lost", "segment_gap"), max(0, events_before - (row[0] if row else 0)))
         self.db.execute("INSERT OR REPLACE INTO writers VALUES (?, ?)", (writer, events_before))
 
     def writer_consumed(self, writer: str, lines: int) -> None:
@@ -188,7 +158,7 @@ class MonitorState:
         """Entries of `stream` trimmed before this monitor read them: `lost_total` so far."""
         _, counted = self.stream_accounting(stream)
         if lost_total > counted:
-            self.count("lost|trimmed", lost_total - counted)
+            self.count(("lost", "trimmed"), lost_total - counted)
             self.db.execute(
                 "INSERT INTO stream_positions (stream, last_id, lost) VALUES (?, '0-0', ?) "
                 "ON CONFLICT(stream) DO UPDATE SET lost=excluded.lost",
@@ -198,20 +168,24 @@ class MonitorState:
     def forget_segment(self, segment: str) -> None:
         self.db.execute("DELETE FROM offsets WHERE segment=?", (segment,))
 
-    def count(self, name: str, by: int = 1) -> None:
+    def count(self, key: CounterKey, by: int = 1) -> None:
+        """Add `by` to a counter: a name, or a tuple of a name and label values
+        (monitoring/counters.py)."""
         if self.db.in_transaction:
-            self._counts[name] = self._counts.get(name, 0) + by
+            self._counts[key] = self._counts.get(key, 0) + by
             return
-        self.db.execute(
-            "INSERT INTO counters VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value=value+excluded.value",
-            (name, by),
-        )
+        add_counts(self.db, {key: by})
 
-    def counters(self) -> dict[str, int]:
-        stored = dict(self.db.execute("SELECT name, value FROM counters"))
-        for name, by in self._counts.items():  # this transaction's, not yet written
-            stored[name] = stored.get(name, 0) + by
+    def counters(self) -> dict[CounterKey, int]:
+        stored = read_counts(self.db)
+        for key, by in self._counts.items():  # this transaction's, not yet written
+            stored[key] = stored.get(key, 0) + by
         return stored
+
+    def reject(self, reason: str, detail: str) -> None:
+        """An event, or a part of it, dropped: counted by reason, logged rate-limited."""
+        self.count(("rejected", reason))
+        self.rejections.warn(reason, detail)
 
     def set_meta(self, key: str, value: float) -> None:
         """Raise `key` to `value` (never lowers it)."""
@@ -253,8 +227,15 @@ class MonitorState:
         """A request id names one open request, from its prediction to its label. A second
         prediction under an id still waiting for its label is a duplicate (counted, dropped:
         the label to come could not tell them apart); under an id already labeled it starts
-        a new request, and the finished one is kept under `<id>#<n>` (counted as reused)."""
-        event = self._event_time(event)
+        a new request, and the finished one is kept under `<id>#<n>` (counted as reused).
+        Labels that arrived first are joined by the rule of `add_label`. Values no monitored
+        model could have sent are dropped first (monitoring/validation.py)."""
+        checked, rejected = self.validator.prediction(event)
+        for reason in rejected:
+            self.reject(reason, f"prediction {event.request_id!r} of model {event.model!r}")
+        if checked is None:
+            return
+        event = self._event_time(checked)
         row = self.db.execute(
             "SELECT rowid, label FROM requests WHERE request_id=?", (event.request_id,)
         ).fetchone()
@@ -280,12 +261,7 @@ class MonitorState:
         )
         self.count("events_prediction")
         self.set_meta("newest_ts", event.timestamp)
-        orphan = self.db.execute(
-            "SELECT label, ts FROM orphan_labels WHERE request_id=?", (event.request_id,)
-        ).fetchone()
-        if orphan:
-            self.db.execute("DELETE FROM orphan_labels WHERE request_id=?", (event.request_id,))
-            self._join(event.request_id, orphan[0], orphan[1])
+        self._join_waiting(event.request_id, event.timestamp)
 
     @staticmethod
     def _output_row(event: PredictionEvent, output: ModelOutput, features: str) -> tuple:
@@ -303,27 +279,64 @@ class MonitorState:
         )
 
     def add_label(self, event: LabelEvent) -> None:
+        """A label joins only a prediction served before it: one stamped no later than the
+        label's timestamp + the allowed clock skew (`max_clock_skew`, the bound on the fleet's
+        clocks). Under its request id:
+        - a prediction waiting for its label, served before: joined (`labels_matched`);
+        - a prediction served after the label: dropped (`labels_before_prediction`): a label
+          posted before its request was served is a guess or a forgery, never the truth;
+        - a prediction already labeled: dropped (`labels_duplicate`): the first label joined
+          to a prediction served before it wins;
+        - no prediction yet (its event may come later, from another writer or stream): the
+          label waits as an orphan, beside any others under that id, under its own bound
+          (`max_orphan_labels`), until the prediction arrives (`_join_waiting`) or it expires
+          (`labels_unmatched`)."""
+        reason = self.validator.label(event)
+        if reason is not None:
+            self.reject(reason, f"label for {event.request_id!r}: {event.label!r}")
+            return
         event = self._event_time(event)
         self.count("events_label")
         self.set_meta("newest_ts", event.timestamp)
         row = self.db.execute(
-            "SELECT label FROM requests WHERE request_id=?", (event.request_id,)
+            "SELECT label, ts FROM requests WHERE request_id=?", (event.request_id,)
         ).fetchone()
         if row is None:
-            if self.db.execute(
-                "SELECT 1 FROM orphan_labels WHERE request_id=?", (event.request_id,)
-            ).fetchone():
-                self.count("labels_duplicate")
-            else:  # the prediction may still come (another writer's segment); else it expires
-                self.db.execute(
-                    "INSERT INTO orphan_labels VALUES (?, ?, ?)",
-                    (event.request_id, event.label, event.timestamp),
-                )
-            return
-        if row[0] is not None:
+            self.db.execute(
+                "INSERT INTO orphan_labels VALUES (?, ?, ?)",
+                (event.request_id, event.label, event.timestamp),
+            )
+        elif self._served_after(row[1], event.timestamp):
+            self.count("labels_before_prediction")
+        elif row[0] is not None:
             self.count("labels_duplicate")
+        else:
+            self._join(event.request_id, event.label, event.timestamp)
+
+    def _served_after(self, served: float, labeled: float) -> bool:
+        """Whether a prediction stamped `served` was served after a label stamped `labeled`,
+        beyond what clock skew explains."""
+        return served > labeled + (self.max_clock_skew or 0.0)
+
+    def _join_waiting(self, request_id: str, served: float) -> None:
+        """The labels that waited for this prediction, in their order of arrival: the first
+        one not stamped before it was served joins; later ones are duplicates, and those
+        stamped before it was served are dropped (`add_label`'s rule)."""
+        waiting = self.db.execute(
+            "SELECT label, ts FROM orphan_labels WHERE request_id=? ORDER BY rowid", (request_id,)
+        ).fetchall()
+        if not waiting:
             return
-        self._join(event.request_id, event.label, event.timestamp)
+        self.db.execute("DELETE FROM orphan_labels WHERE request_id=?", (request_id,))
+        joined = False
+        for label, ts in waiting:
+            if self._served_after(served, ts):
+                self.count("labels_before_prediction")
+            elif joined:
+                self.count("labels_duplicate")
+            else:
+                self._join(request_id, label, ts)
+                joined = True
 
     def _join(self, request_id: str, label: str, ts: float) -> None:
         self.db.execute(
@@ -333,9 +346,9 @@ class MonitorState:
         for model, domain, predicted in self.db.execute(
             "SELECT model, domain, predicted_label FROM outputs WHERE request_id=?", (request_id,)
         ).fetchall():
-            key = f"{model}|{self.metric_domain(domain)}"
-            self.count(f"labeled|{key}")
-            self.count(f"correct|{key}", int(predicted == label))
+            bounded = self.metric_domain(domain)
+            self.count(("labeled", model, bounded))
+            self.count(("correct", model, bounded), int(predicted == label))
 
     def expire(self, retention_seconds: float) -> None:
         """Drop rows older than the retention (event time); count unlabeled predictions
@@ -350,7 +363,7 @@ class MonitorState:
         self.db.execute("DELETE FROM outputs WHERE ts < ?", (cutoff,))
         self.db.execute("DELETE FROM requests WHERE ts < ?", (cutoff,))
         self.db.execute("DELETE FROM orphan_labels WHERE ts < ?", (cutoff,))
-        self.enforce_bounds(self.max_requests, self.max_bytes)
+        self.enforce_bounds()
 
     # -- size bounds -----------------------------------------------------------------
 
@@ -370,34 +383,48 @@ class MonitorState:
                 pass
         return total
 
-    def enforce_bounds(self, max_requests: int | None, max_bytes: int | None) -> None:
-        """Evict the oldest requests (and labels still waiting for their prediction) beyond
-        `max_requests` rows each, then while the pages in use exceed `max_bytes`; counted
-        (`predictions_evicted` for those still unlabeled, `labels_evicted`). In the caller's
-        transaction."""
-        tables = (("requests", "predictions_evicted"), ("orphan_labels", "labels_evicted"))
-        for table, counter in tables if max_requests is not None else ():
-            over = self.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] - max_requests
-            if over > 0:
-                self._evict_oldest(table, counter, over)
-        while max_bytes is not None and self.used_bytes() > max_bytes:
-            rows = self.db.execute("SELECT count(*) FROM requests").fetchone()[0]
-            if rows == 0:
+    def enforce_bounds(self) -> None:
+        """Keep the state within its bounds, in the caller's transaction, each eviction
+        counted:
+        - orphan labels beyond `max_orphan_labels` rows go, first arrived first
+          (`labels_evicted`): they never take a prediction's place;
+        - requests beyond `max_requests` rows go, oldest first (`predictions_evicted` for
+          those still unlabeled);
+        - while the pages in use exceed `max_bytes`: orphan labels first, and only when none
+          is left, the oldest requests. A flood of labels for ids never served can fill
+          neither bound with anything but themselves."""
+        for table, bound in (("orphan_labels", self.max_orphan_labels),
+                             ("requests", self.max_requests)):  # fmt: skip
+            if bound is not None:
+                over = self.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] - bound
+                if over > 0:
+                    self._evict(table, over)
+        while self.max_bytes is not None and self.used_bytes() > self.max_bytes:
+            for table in ("orphan_labels", "requests"):
+                rows = self.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+                if rows:
+                    self._evict(table, max(1, rows // 20))
+                    break
+            else:
                 break
-            self._evict_oldest("requests", "predictions_evicted", max(1, rows // 20))
 
-    def _evict_oldest(self, table: str, counter: str, n: int) -> None:
-        oldest = f"SELECT request_id FROM {table} ORDER BY ts LIMIT ?"
-        if table == "requests":
-            unlabeled = self.db.execute(
-                f"SELECT count(*) FROM requests WHERE label IS NULL AND request_id IN ({oldest})",
+    def _evict(self, table: str, n: int) -> None:
+        if table == "orphan_labels":  # by arrival: a timestamp cannot keep a label longer
+            self.db.execute(
+                "DELETE FROM orphan_labels WHERE rowid IN "
+                "(SELECT rowid FROM orphan_labels ORDER BY rowid LIMIT ?)",
                 (n,),
-            ).fetchone()[0]
-            self.count(counter, unlabeled)
-            self.db.execute(f"DELETE FROM outputs WHERE request_id IN ({oldest})", (n,))
-        else:
-            self.count(counter, n)
-        self.db.execute(f"DELETE FROM {table} WHERE request_id IN ({oldest})", (n,))
+            )
+            self.count("labels_evicted", n)
+            return
+        oldest = "SELECT request_id FROM requests ORDER BY ts LIMIT ?"
+        unlabeled = self.db.execute(
+            f"SELECT count(*) FROM requests WHERE label IS NULL AND request_id IN ({oldest})",
+            (n,),
+        ).fetchone()[0]
+        self.count("predictions_evicted", unlabeled)
+        self.db.execute(f"DELETE FROM outputs WHERE request_id IN ({oldest})", (n,))
+        self.db.execute(f"DELETE FROM requests WHERE request_id IN ({oldest})", (n,))
 
     def reclaim(self, min_free_pages: int = 256) -> None:
         """Return free pages to the file system once there are many (outside a transaction)."""

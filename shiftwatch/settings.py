@@ -194,8 +194,15 @@ class MonitorSettings(BaseSettings):
     # first: about 90,000 requests, so labels later than that many requests find no prediction.
     state_max_requests: int = Field(250_000, ge=100)
     state_max_bytes: int = Field(128 * 2**20, ge=2**20)
+    # Labels whose prediction has not arrived wait under their own bound: beyond it the first
+    # arrived go first (counted), and over the byte bound they go before any prediction, so a
+    # flood of labels for ids never served evicts no prediction. Legitimate ones wait seconds
+    # (the label stream read ahead of a prediction stream) or belong to another monitor
+    # shard's requests. ~300 bytes a row (id, label, time, two indexes): ~15 MB at the bound.
+    state_max_orphan_labels: int = Field(50_000, ge=100)
     # Event timestamps further ahead of this monitor's clock are clamped to it (and counted):
-    # one writer's bad clock must not move the windows' "now" into the future.
+    # one writer's bad clock must not move the windows' "now" into the future. Also the join
+    # rule's slack: a label joins only a prediction stamped at most this much after it.
     max_clock_skew_seconds: float = Field(300.0, gt=0)
     extra_domains: Annotated[list[str], NoDecode] = Field(
         default_factory=list

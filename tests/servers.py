@@ -78,13 +78,12 @@ def wait_status(monitor_url: str, ready: Callable[[dict], bool], timeout: float 
 
 def monitor_counts(status: dict, primary: str) -> dict[str, int]:
     """The monitor's event counters and the primary's labeled/correct counts."""
-    c = status["counters"]
-    labeled = [k for k in c if k.startswith(f"labeled|{primary}|")]
+    c = status["counters"]  # labeled and correct: by model, then by domain
     return {
         "predictions": c.get("events_prediction", 0),
         "labels": c.get("events_label", 0),
         "matched": c.get("labels_matched", 0),
         "duplicates": c.get("predictions_duplicate", 0) + c.get("labels_duplicate", 0),
-        "labeled": sum(c[k] for k in labeled),
-        "correct": sum(c.get(k.replace("labeled|", "correct|"), 0) for k in labeled),
+        "labeled": sum(c.get("labeled", {}).get(primary, {}).values()),
+        "correct": sum(c.get("correct", {}).get(primary, {}).values()),
     }

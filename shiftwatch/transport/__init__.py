@@ -93,7 +93,11 @@ class ReaderState(Protocol):
 
     def add_label(self, event: LabelEvent) -> None: ...
 
-    def count(self, name: str, by: int = 1) -> None: ...
+    def count(self, key: str | tuple[str, ...], by: int = 1) -> None:
+        """Add to a counter: a name, or a tuple of a name and label values."""
+
+    def reject(self, reason: str, detail: str) -> None:
+        """An event dropped for `reason` (a bounded label): counted, logged rate-limited."""
 
     def expire(self, retention_seconds: float) -> None: ...
 
@@ -111,11 +115,17 @@ class IngestPass:
 
 
 def apply_event(
-    state: ReaderState, raw: bytes, result: IngestPass, source: str
+    state: ReaderState,
+    raw: bytes,
+    result: IngestPass,
+    source: str,
+    source_model: str | None = None,
 ) -> SegmentStart | None:
     """One event's JSON (a segment's line, a stream entry's field) into `state`; an unreadable
-    one is counted and skipped; a segment header is returned for its reader. The caller owns
-    the transaction."""
+    one is counted and skipped; a segment header is returned for its reader. A prediction from
+    a source that holds one model's predictions (`source_model`: a Redis prediction stream)
+    must be that model's, else it is dropped (`stream_model_mismatch`). The caller owns the
+    transaction."""
     if not raw.strip():
         return None
     try:
@@ -128,7 +138,12 @@ def apply_event(
     if isinstance(event, SegmentStart):
         return event
     if isinstance(event, PredictionEvent):
-        state.add_prediction(event)
+        if source_model is not None and event.model != source_model:
+            state.reject(
+                "stream_model_mismatch", f"prediction of model {event.model!r} in {source}"
+            )
+        else:
+            state.add_prediction(event)
     else:
         state.add_label(event)
     result.events += 1

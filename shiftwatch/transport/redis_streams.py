@@ -70,6 +70,14 @@ def label_stream(prefix: str) -> str:
     return f"{prefix}:labels"
 
 
+def stream_model(stream: str) -> str | None:
+    """The model whose predictions `stream` holds (`<prefix>:predictions:<model>`), or None
+    for the label stream. A model name holds no `:` (shiftwatch/names.py), so the last part
+    is the model whatever the prefix."""
+    head, found, model = stream.rpartition(":predictions:")
+    return model if found and head and model and ":" not in model else None
+
+
 def stream_of(prefix: str, event: BaseModel) -> str:
     """The stream an event is appended to."""
     if getattr(event, "type", None) == "label":
@@ -307,7 +315,8 @@ class StreamReader:
             for stream, entry, fields in entries:
                 if stream in done and entry_id(entry) <= done[stream]:
                     continue  # applied before a crash, not yet acknowledged
-                apply_event(self.state, fields.get(EVENT_FIELD, b""), result, stream)
+                raw = fields.get(EVENT_FIELD, b"")
+                apply_event(self.state, raw, result, stream, stream_model(stream))
                 positions[stream] = entry
                 consumed[stream] = consumed.get(stream, 0) + 1
             for stream, last in positions.items():

@@ -244,7 +244,7 @@ class SegmentReader:
             self.state.begin()
             if unread > 0 and last_of_writer:
                 lost = _estimated_events(mark, unread)
-                self.state.count("lost|unread_tail", lost)
+                self.state.count(("lost", "unread_tail"), lost)
                 self.state.writer_consumed(writer_of(name), lost)
             self.state.forget_segment(name)
             self.state.commit()
@@ -280,7 +280,7 @@ class SegmentReader:
                 quiet = time.time() - stat.st_mtime > TORN_AFTER_SECONDS
                 if offset + len(chunk) >= stat.st_size and (moved_on or quiet):
                     self.state.begin()
-                    self.state.count("lost|torn_line")
+                    self.state.count(("lost", "torn_line"))
                     self.state.writer_consumed(writer_of(path.name), 1)  # accounted for
                     self.state.commit()
                     log.warning("segment %s: unfinished last line skipped", path.name)

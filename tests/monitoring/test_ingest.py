@@ -93,5 +93,5 @@ def test_kill_9_mid_stream_then_restart_counts_every_event_exactly_once(tmp_path
     assert c["events_prediction"] == predictions
     assert c["events_label"] == labels == c["labels_matched"]
     assert c.get("labels_duplicate", 0) == 0 and c.get("predictions_duplicate", 0) == 0
-    assert c["labeled|baseline|news"] == labels
+    assert c[("labeled", "baseline", "news")] == labels
     assert len(state.window("baseline", 10_000, 1e9)) == predictions

@@ -18,6 +18,7 @@ from orchestration.replay.stack import start_monitor
 from shiftwatch.events import LabelEvent
 from shiftwatch.settings import MonitorSettings
 from shiftwatch.transport.segments import SegmentReader, SegmentWriter
+from tests.monitoring.served import served_prediction
 from tests.monitoring.test_state import prediction
 from tests.servers import TINY_NAMES, monitor_env
 
@@ -55,8 +56,8 @@ def test_segments_deleted_before_read_are_counted_exactly(tmp_path: Path) -> Non
     read_later = drain(ingestor)
     writer.close()
     c = state.counters()
-    assert read_first == 20 and c["lost|segment_gap"] > 0
-    assert read_first + read_later + c["lost|segment_gap"] == 500  # exactly, nothing twice
+    assert read_first == 20 and c[("lost", "segment_gap")] > 0
+    assert read_first + read_later + c[("lost", "segment_gap")] == 500  # exactly, nothing twice
     assert c["events_prediction"] == read_first + read_later
 
 
@@ -71,7 +72,7 @@ def test_a_half_read_segment_deleted_counts_its_unread_rest(tmp_path: Path) -> N
     first.unlink()  # as another writer's disk budget would
     writer.write(predictions(5, start=30))  # noticed: a new segment, with its header
     assert drain(ingestor) == 5
-    assert state.counters()["lost|segment_gap"] == 18
+    assert state.counters()[("lost", "segment_gap")] == 18
 
 
 @pytest.mark.unit
@@ -86,11 +87,11 @@ def test_a_torn_line_is_skipped_once_its_writer_moved_on(tmp_path: Path) -> None
     state = MonitorState(tmp_path / "state.sqlite")
     ingestor = SegmentReader(events, state, retention_seconds=1e9)
     assert drain(ingestor) == 5
-    assert ingestor.run_once().events == 0 and "lost|torn_line" not in state.counters()
+    assert ingestor.run_once().events == 0 and ("lost", "torn_line") not in state.counters()
     old = time.time() - 120  # the writer has been quiet for two minutes: it is gone
     os.utime(segment, (old, old))
     assert ingestor.run_once().events == 0
-    assert state.counters()["lost|torn_line"] == 1
+    assert state.counters()[("lost", "torn_line")] == 1
     assert ingestor.run_once().lag_seconds == 0.0  # no longer looks unread forever
 
 
@@ -108,7 +109,7 @@ def test_a_torn_line_of_a_writer_that_rolled_on_is_skipped_at_once(tmp_path: Pat
     state = MonitorState(tmp_path / "state.sqlite")
     assert drain(SegmentReader(events, state, retention_seconds=1e9)) == 5
     c = state.counters()
-    assert c["lost|torn_line"] == 1 and c.get("lost|segment_gap", 0) == 0
+    assert c[("lost", "torn_line")] == 1 and c.get(("lost", "segment_gap"), 0) == 0
 
 
 @pytest.mark.unit
@@ -160,7 +161,7 @@ def test_a_request_id_reused_after_its_label_starts_a_new_request(tmp_path: Path
     c = state.counters()
     assert c["request_ids_reused"] == 1 and c["predictions_duplicate"] == 1
     assert c["labels_matched"] == 2 and c.get("labels_duplicate", 0) == 0
-    assert (c["labeled|baseline|news"], c["correct|baseline|news"]) == (2, 1)
+    assert (c[("labeled", "baseline", "news")], c[("correct", "baseline", "news")]) == (2, 1)
     assert len(state.window("baseline", 100, 1e9)) == 3
 
 
@@ -213,18 +214,19 @@ def monitor_settings(tiny_store: dict, tmp_path: Path) -> MonitorSettings:
     )
 
 
-def primary_predictions(n: int, start: int = 0):
-    return [
-        p.model_copy(update={"model": TINY_NAMES["baseline"], "shadows": []})
-        for p in predictions(n, start)
-    ]
+def primary_predictions(tiny_store: dict, n: int, start: int = 0):
+    """The tiny primary's predictions, each value as it serves them (the monitor checks)."""
+    meta, now = tiny_store["baseline"][0].meta, time.time()
+    return [served_prediction(meta, f"r{i}", now + i * 1e-3) for i in range(start, start + n)]
 
 
 @pytest.mark.integration
-def test_a_full_disk_is_retried_and_nothing_is_lost(monitor_settings: MonitorSettings) -> None:
+def test_a_full_disk_is_retried_and_nothing_is_lost(
+    monitor_settings: MonitorSettings, tiny_store: dict
+) -> None:
     monitor = Monitor(monitor_settings)
     writer = SegmentWriter(monitor_settings.event_log_dir, 1 << 20, 1 << 30)
-    writer.write(primary_predictions(300))
+    writer.write(primary_predictions(tiny_store, 300))
     pages = monitor.state.db.execute("PRAGMA page_count").fetchone()[0]
     monitor.state.db.execute(f"PRAGMA max_page_count={pages}")  # the disk is full
     failing = wait_until(
@@ -257,11 +259,11 @@ def test_a_locked_state_is_reported_then_recovered_from(
         writer = SegmentWriter(monitor_settings.event_log_dir, 1 << 20, 1 << 30)
         status = lambda: httpx.get(monitor.url + "/status").json()  # noqa: E731
         health = lambda: httpx.get(monitor.url + "/healthz")  # noqa: E731
-        writer.write(primary_predictions(10))
+        writer.write(primary_predictions(tiny_store, 10))
         wait_until(lambda: status()["counters"].get("events_prediction") == 10, 60, "10 events")
         lock = sqlite3.connect(tmp_path / "state.sqlite", timeout=30)
         lock.execute("BEGIN EXCLUSIVE")
-        writer.write(primary_predictions(10, start=10))
+        writer.write(primary_predictions(tiny_store, 10, start=10))
         failing = wait_until(lambda: health().json()["failing"].get("ingest"), 60, "failing")
         assert failing["reason"] == "state_locked" and failing["since"] <= time.time()
         assert health().status_code == 200 and health().json()["alive"] is True

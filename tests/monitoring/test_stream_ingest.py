@@ -28,7 +28,7 @@ BASELINE = prediction_stream("sw", "baseline")
 LABELS = label_stream("sw")
 
 
-def label(request_id: str, value: str = "a", ts: float = 5.0) -> LabelEvent:
+def label(request_id: str, value: str = "a", ts: float = 1e6) -> LabelEvent:
     return LabelEvent(request_id=request_id, label=value, timestamp=ts)
 
 
@@ -58,7 +58,7 @@ def test_labels_join_predictions_whichever_stream_comes_first(redis_server, tmp_
     assert result.events == 5
     c = state.counters()
     assert (c["events_prediction"], c["events_label"], c["labels_matched"]) == (3, 2, 2)
-    assert (c["labeled|baseline|news"], c["correct|baseline|news"]) == (2, 1)
+    assert (c[("labeled", "baseline", "news")], c[("correct", "baseline", "news")]) == (2, 1)
     assert result.streams == {BASELINE: {"lag": 0, "pending": 0}, LABELS: {"lag": 0, "pending": 0}}
     append(client, LABELS, [label("r3", "a")])
     assert ingest.run_once().events == 1 and state.counters()["labels_matched"] == 3
@@ -80,7 +80,7 @@ def test_shards_read_their_own_models_and_every_label(redis_server, tmp_path) ->
     client = redis_server.client()
     other = prediction_stream("sw", "other")
     append(client, BASELINE, [prediction("r1", 1.0)])
-    append(client, other, [prediction("x1", 1.0)])
+    append(client, other, [prediction("x1", 1.0).model_copy(update={"model": "other"})])
     append(client, LABELS, [label("r1"), label("x1")])
     first = MonitorState(tmp_path / "a.sqlite")
     second = MonitorState(tmp_path / "b.sqlite")
@@ -187,7 +187,7 @@ def test_entries_trimmed_before_they_were_read_are_counted(redis_server, tmp_pat
     kept = client.xlen(BASELINE)
     assert drain(ingest) == kept < 3000
     c = state.counters()
-    assert c["lost|trimmed"] == 3000 - kept  # exactly the entries it never saw
-    assert c["events_prediction"] + c["lost|trimmed"] == 3050
+    assert c[("lost", "trimmed")] == 3000 - kept  # exactly the entries it never saw
+    assert c["events_prediction"] + c[("lost", "trimmed")] == 3050
     ingest.run_once()
-    assert state.counters()["lost|trimmed"] == 3000 - kept  # counted once
+    assert state.counters()[("lost", "trimmed")] == 3000 - kept  # counted once
