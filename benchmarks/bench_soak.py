@@ -142,7 +142,7 @@ def main() -> None:
                 predictions_dropped=c.get("predictions_evicted", 0)
                 + c.get("predictions_expired", 0),
                 labels_unmatched=c.get("labels_unmatched", 0) + c.get("labels_evicted", 0),
-                events_lost=sum(v for k, v in c.items() if k.startswith("lost|")),
+                events_lost=sum(c.get("lost", {}).values()),
             )
         )
         print(" | ".join(soak.sample_cells(samples[-1])), flush=True)
