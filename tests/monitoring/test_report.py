@@ -63,3 +63,14 @@ def test_healthz_answers_while_six_reports_compute(live_server: dict, monitor: s
     assert len({answer.text for answer in answers}) == 1  # one report for the window, reused
     assert len(latencies) >= 20  # /healthz was asked throughout, not only before or after
     assert np.percentile(latencies, 99) < 0.1, sorted(latencies)[-5:]
+
+
+def test_unknown_paths_add_no_series_to_the_monitors_metrics(monitor: str) -> None:
+    # After a first computation every model's series exist; no traffic arrives meanwhile.
+    assert wait_status(monitor, lambda s: s["last_computation"] > 0)["last_computation"] > 0
+    with httpx.Client(base_url=monitor, timeout=10) as client:
+        before = [line.rsplit(" ", 1)[0] for line in client.get("/metrics").text.splitlines()]
+        for i in range(1000):
+            assert client.get(f"/no-such-path-{i}-" + "x" * 100).status_code == 404
+        after = [line.rsplit(" ", 1)[0] for line in client.get("/metrics").text.splitlines()]
+    assert sorted(after) == sorted(before)
