@@ -31,6 +31,7 @@ from benchmarks.render import images
 from benchmarks.render.markdown import write_section
 from benchmarks.results import ImagesRun
 from harness import free_port, wait_until
+from orchestration.replay.stack import LOOPBACK_FEEDBACK
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "benchmarks.md"
@@ -83,7 +84,7 @@ def run_container(name: str, image: str, port: int, container_port: int) -> str:
     return engine(
         name, "run", "-d", "--rm", "--network", NETWORK, "--read-only", "--tmpfs", "/tmp",
         "--tmpfs", "/var/lib/shiftwatch:mode=1777",
-        "-e", f"BENTOML_HOME={HOME}",
+        "-e", f"BENTOML_HOME={HOME}", "-e", "SHIFTWATCH_FEEDBACK_OPEN=true",  # published on loopback
         "-p", f"127.0.0.1:{port}:{container_port}", image,
     ).strip()  # fmt: skip
 
@@ -104,7 +105,7 @@ def cold_start(name: str, image: str, container_port: int, path: str, trials: in
 
 def host_server(bento: str, work: Path) -> Server:
     """`bentoml serve` of the Bento the image was built from, on the host."""
-    env = {"SHIFTWATCH_EVENT_LOG_DIR": str(work / "events")}
+    env = {**LOOPBACK_FEEDBACK, "SHIFTWATCH_EVENT_LOG_DIR": str(work / "events")}
     home = work / "bentoml_home"
     home.mkdir(parents=True)
     (home / "models").symlink_to(Path(os.environ["BENTOML_HOME"]) / "models")

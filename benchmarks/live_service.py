@@ -31,6 +31,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from benchmarks.keepalive import KeepAliveConnection, ProtocolError
 from benchmarks.timing import Timing
 from harness import free_port, wait_until
+from orchestration.replay.stack import LOOPBACK_FEEDBACK
 
 HOST = "127.0.0.1"  # loopback only: the benchmark never listens on or calls another address
 READY_TIMEOUT_S = 120.0  # several servers starting at once on 2 busy cores
@@ -139,7 +140,8 @@ class Server:
         home.mkdir(parents=True, exist_ok=True)
         (home / "models").symlink_to(models.resolve(), target_is_directory=True)
         command = ["bentoml", "serve", "service.service:Shiftwatch"]
-        return cls._spawn(name, command, {**env, "BENTOML_HOME": str(home)}, workdir)
+        env = {**LOOPBACK_FEEDBACK, **env, "BENTOML_HOME": str(home)}
+        return cls._spawn(name, command, env, workdir)
 
     @classmethod
     def start_bare(cls, name: str, env: dict[str, str], workdir: Path) -> Server:

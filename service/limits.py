@@ -28,7 +28,13 @@ SINGLE_HEADERS = (b"content-type", b"content-length", b"authorization")
 
 
 class RequestLimits:
+    # A token no request can present (Authorization headers are latin-1 bytes, never "\n"):
+    # every label refused, for a service whose /feedback access is misconfigured.
+    REFUSE_ALL = "\n<no feedback token configured>\n"
+
     def __init__(self, app, max_body_bytes: int, feedback_token: str | None = None) -> None:
+        """`feedback_token`: the bearer token /feedback requires; None serves it open (only
+        with SHIFTWATCH_FEEDBACK_OPEN: see ServiceSettings.feedback_access)."""
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.feedback_token = feedback_token

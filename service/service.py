@@ -31,10 +31,27 @@ from service.shadows import ShadowWorker
 from shiftwatch.bundle import BundleError, ModelBundle
 from shiftwatch.events import LabelEvent
 from shiftwatch.model_store import missing_model_message, read_stored_bundle
-from shiftwatch.settings import service_settings
+from shiftwatch.settings import FeedbackAccessError, service_settings
 
 log = logging.getLogger("shiftwatch.service")
 SETTINGS = service_settings()
+
+
+def feedback_token() -> str | None:
+    """The bearer token /feedback requires (None: explicitly open, SHIFTWATCH_FEEDBACK_OPEN).
+
+    A missing or empty token without the open setting raises FeedbackAccessError; start-up
+    (`check_models`, before any worker) turns it into one line and a non-zero exit. Read at
+    import for the middleware, which then refuses every label (REFUSE_ALL) rather than open
+    the endpoint, should a worker ever get that far.
+    """
+    return SETTINGS.feedback_access()
+
+
+try:
+    FEEDBACK_TOKEN: str | None = feedback_token()
+except FeedbackAccessError:
+    FEEDBACK_TOKEN = RequestLimits.REFUSE_ALL
 
 
 # BentoML finds a service's models among its class attributes (they are what `bentoml build`
@@ -105,14 +122,21 @@ class Shiftwatch:
         # CPU sessions: the same graph checks without a CUDA context kept by this process.
         settings = SETTINGS.model_copy(update={"prefer_gpu": False})
         try:
+            feedback_token()  # an open /feedback must be asked for, never the default
             Predictor(stored_bundles(), settings).warm_up()
         except Exception as exc:  # bundle contract, onnxruntime or settings: all stop start-up
-            reason = exc if isinstance(exc, StartupError) else f"{type(exc).__name__}: {exc}"
+            known = (StartupError, FeedbackAccessError)
+            reason = exc if isinstance(exc, known) else f"{type(exc).__name__}: {exc}"
             raise SystemExit(f"shiftwatch cannot start: {reason}") from None
 
     def __init__(self) -> None:
         self.ready = False
         QuietClientErrors(LIMITED_PATHS).install()
+        try:
+            feedback_token()
+        except FeedbackAccessError as exc:
+            log.error("shiftwatch cannot start: %s", exc)
+            raise
         try:
             self.predictor = Predictor(stored_bundles(), SETTINGS)
         except StartupError as exc:
@@ -263,5 +287,5 @@ Shiftwatch.add_asgi_middleware(ModelCatalog)
 Shiftwatch.add_asgi_middleware(
     RequestLimits,
     max_body_bytes=SETTINGS.max_body_bytes,
-    feedback_token=SETTINGS.feedback_token.get_secret_value() if SETTINGS.feedback_token else None,
+    feedback_token=FEEDBACK_TOKEN,
 )

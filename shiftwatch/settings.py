@@ -11,11 +11,40 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import quote, urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shiftwatch.names import split_model_ref
+
+
+class FeedbackAccessError(ValueError):
+    """Neither a usable /feedback token nor the explicit open setting: the service must not
+    start (one line, naming the settings)."""
+
+
+def read_secret_file(path: Path, what: str) -> str:
+    """A secret's value from its file (a compose secret, a mounted Kubernetes Secret): the
+    whole file, without the trailing newline an editor or `echo` adds. Empty is an error."""
+    try:
+        value = path.read_text().rstrip("\r\n")
+    except OSError as exc:
+        raise ValueError(f"{what}: cannot read {path}: {exc.strerror}") from None
+    if not value:
+        raise ValueError(f"{what}: {path} is empty")
+    return value
+
+
+def url_with_password(url: str, password_file: Path | None) -> str:
+    """`url` with the password read from `password_file` (percent-encoded), or unchanged."""
+    if password_file is None:
+        return url
+    password = quote(read_secret_file(password_file, "redis_password_file"), safe="")
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:{password}@{host}"))
 
 
 def comma_list(value: object) -> object:
@@ -44,7 +73,16 @@ class SharedSettings(BaseSettings):
     event_log_dir: Path = Path("artifacts/events")
     # Redis Streams: `<prefix>:predictions:<answering model>` and `<prefix>:labels`.
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # A file holding Redis's password (a compose secret, a mounted Kubernetes Secret), put into
+    # redis_url when the settings are read: the password stays out of the environment and off
+    # every command line. Unset: the URL's own password, if any.
+    redis_password_file: Path | None = None
     redis_stream_prefix: str = Field("shiftwatch", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+
+    @model_validator(mode="after")
+    def _redis_password(self) -> SharedSettings:
+        self.redis_url = url_with_password(self.redis_url, self.redis_password_file)
+        return self
 
     @field_validator("shadow_models", mode="before")
     @classmethod
@@ -136,9 +174,44 @@ class ServiceSettings(SharedSettings):
     redis_max_len: int = Field(200_000, ge=1000)
     feedback_dedup_window: int = Field(100_000, ge=1)  # request ids remembered to count duplicates
 
-    feedback_token: SecretStr | None = (
-        None  # when set, /feedback needs "Authorization: Bearer <token>"
-    )
+    # /feedback needs "Authorization: Bearer <token>": the token itself, or a file holding it
+    # (a compose secret, a mounted Kubernetes Secret). Without either, the service refuses to
+    # start unless feedback_open is true: an empty token is an error, never "no check".
+    feedback_token: SecretStr | None = None
+    feedback_token_file: Path | None = None
+    # Serve /feedback without a token: the local demo, `shiftwatch serve` and the tests' servers
+    # on loopback set it; no deploy file does.
+    feedback_open: bool = False
+
+    def feedback_access(self) -> str | None:
+        """The bearer token /feedback requires, or None when it is explicitly open.
+
+        Raises:
+            FeedbackAccessError: no token and not explicitly open, an empty token, a token
+                file that cannot be read, or both a token and a token file.
+        """
+        hint = (
+            "set SHIFTWATCH_FEEDBACK_TOKEN or SHIFTWATCH_FEEDBACK_TOKEN_FILE "
+            "(or SHIFTWATCH_FEEDBACK_OPEN=true for a local demo)"
+        )
+        if self.feedback_token is not None and self.feedback_token_file is not None:
+            raise FeedbackAccessError(
+                "/feedback: SHIFTWATCH_FEEDBACK_TOKEN and SHIFTWATCH_FEEDBACK_TOKEN_FILE are "
+                "both set; set one"
+            )
+        if self.feedback_token_file is not None:
+            try:
+                return read_secret_file(self.feedback_token_file, "SHIFTWATCH_FEEDBACK_TOKEN_FILE")
+            except ValueError as exc:
+                raise FeedbackAccessError(f"/feedback: {exc}") from None
+        if self.feedback_token is not None:
+            token = self.feedback_token.get_secret_value()
+            if not token.strip():
+                raise FeedbackAccessError(f"/feedback: SHIFTWATCH_FEEDBACK_TOKEN is empty; {hint}")
+            return token
+        if self.feedback_open:
+            return None
+        raise FeedbackAccessError(f"/feedback: no token configured; {hint}")
 
 
 def _shared(field: str):
@@ -160,6 +233,8 @@ class MonitorSettings(BaseSettings):
     event_transport: Literal["file", "redis"] = Field(default_factory=_shared("event_transport"))
     event_log_dir: Path = Field(default_factory=_shared("event_log_dir"))
     redis_url: str = Field(default_factory=_shared("redis_url"))
+    # As the service's (SharedSettings.redis_password_file), for a URL of the monitor's own.
+    redis_password_file: Path | None = Field(default_factory=_shared("redis_password_file"))
     redis_stream_prefix: str = Field(
         default_factory=_shared("redis_stream_prefix"), pattern=r"^[A-Za-z0-9_.:-]{1,64}$"
     )
@@ -207,6 +282,11 @@ class MonitorSettings(BaseSettings):
     extra_domains: Annotated[list[str], NoDecode] = Field(
         default_factory=list
     )  # metric label values besides the reference's
+
+    @model_validator(mode="after")
+    def _redis_password(self) -> MonitorSettings:
+        self.redis_url = url_with_password(self.redis_url, self.redis_password_file)
+        return self
 
     @field_validator("models", "extra_domains", mode="before")
     @classmethod

@@ -17,6 +17,9 @@ from orchestration.cli import (
     user_errors,
 )
 
+# Addresses only this machine reaches: `shiftwatch serve` there may run /feedback open.
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
 
 @app.command()
 def export(
@@ -171,7 +174,9 @@ def serve(
 ) -> None:
     """Serve bundles from the model store: `bentoml serve` with the project's settings.
 
-    Other settings come from SHIFTWATCH_* variables (README: the service).
+    Other settings come from SHIFTWATCH_* variables (README: the service). On loopback with no
+    /feedback token configured, /feedback is served open (SHIFTWATCH_FEEDBACK_OPEN=true); on
+    any other address a token (SHIFTWATCH_FEEDBACK_TOKEN or _FILE) or that setting is needed.
     """
     import sys
 
@@ -183,8 +188,15 @@ def serve(
         os.environ["SHIFTWATCH_SHADOW_MODELS"] = shadows
     from shiftwatch.model_store import missing_model_message
 
+    token_given = any(
+        name in os.environ
+        for name in ("SHIFTWATCH_FEEDBACK_TOKEN", "SHIFTWATCH_FEEDBACK_TOKEN_FILE")
+    )
+    if host in LOOPBACK_HOSTS and not token_given:
+        os.environ.setdefault("SHIFTWATCH_FEEDBACK_OPEN", "true")
     with user_errors():
         settings = ServiceSettings()  # names checked here, with one clear line
+        settings.feedback_access()  # a token, or explicitly open
         for name, tag in settings.model_refs.items():  # and found in the store
             problem = missing_model_message(name, tag)
             if problem is not None:

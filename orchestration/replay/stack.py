@@ -86,7 +86,14 @@ def start_process(
     return local
 
 
+# The service on loopback (the demo, the replay, the tests' servers): /feedback open unless
+# `env` gives a token (which then wins). Nothing off this machine can reach it; every deploy
+# file sets a token instead (deploy/README.md).
+LOOPBACK_FEEDBACK = {"SHIFTWATCH_FEEDBACK_OPEN": "true"}
+
+
 def start_service(env: dict[str, str], log_path: Path) -> LocalProcess:
+    """`bentoml serve` on 127.0.0.1 with `env` on top of this process's environment."""
     port = free_port()
     args = [
         "bentoml",
@@ -97,7 +104,7 @@ def start_service(env: dict[str, str], log_path: Path) -> LocalProcess:
         "--port",
         str(port),
     ]
-    return start_process("service", args, env, port, "/readyz", log_path)
+    return start_process("service", args, {**LOOPBACK_FEEDBACK, **env}, port, "/readyz", log_path)
 
 
 def start_monitor(env: dict[str, str], log_path: Path) -> LocalProcess:

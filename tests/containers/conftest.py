@@ -4,11 +4,12 @@ them), and what the tests leave to look at (logs, the report's screenshot) is ke
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.containers.engine import ENGINE, IMAGE, MONITOR_IMAGE, engine
+from tests.containers.engine import DEPLOY, ENGINE, IMAGE, MONITOR_IMAGE, engine
 from tests.servers import ROOT
 
 
@@ -28,3 +29,17 @@ def containers_artifacts() -> Path:
     )
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@pytest.fixture(scope="session")
+def secrets_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The compose files' secrets, written by deploy/secrets.sh as a user would, into a folder
+    of the tests' own (the compose files read SHIFTWATCH_SECRETS_DIR)."""
+    folder = tmp_path_factory.mktemp("deploy") / "secrets"
+    subprocess.run([str(DEPLOY / "secrets.sh"), str(folder)], check=True, capture_output=True)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def feedback_token(secrets_dir: Path) -> str:
+    return (secrets_dir / "feedback_token").read_text().strip()

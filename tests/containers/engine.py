@@ -87,6 +87,11 @@ class Stack:
         listed = engine("ps", *([] if running else ["-a"]), *filters, "--format", "{{.Names}}")
         return sorted(listed.split())
 
+    def secret(self, name: str) -> str:
+        """The value of one of the compose files' secrets (SHIFTWATCH_SECRETS_DIR, written by
+        deploy/secrets.sh)."""
+        return (Path(self.env["SHIFTWATCH_SECRETS_DIR"]) / name).read_text().strip()
+
     def one(self, service: str) -> str:
         (name,) = self.containers(service)
         return name
@@ -161,3 +166,23 @@ def crash(container: str) -> int:
 def health(container: str) -> str | None:
     state = inspect(container)["State"]
     return (state.get("Health") or state.get("Healthcheck") or {}).get("Status")
+
+
+def parse_size(text: str) -> int:
+    """A compose size ("2g", "512m") in bytes."""
+    units = {"k": 2**10, "m": 2**20, "g": 2**30}
+    text = str(text).lower().removesuffix("b")
+    return int(float(text[:-1]) * units[text[-1]]) if text[-1] in units else int(text)
+
+
+def assert_confined(container: str, spec: dict) -> None:
+    """`container` runs as its compose service `spec` asks: no capability left even in its
+    bounding set (cap_drop ALL), no-new-privileges, and the memory, CPU and process limits."""
+    status = engine("exec", container, "cat", "/proc/1/status")
+    fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
+    assert int(fields["CapBnd"], 16) == 0 and int(fields["CapEff"], 16) == 0, container
+    assert fields["NoNewPrivs"].strip() == "1", container
+    host = inspect(container)["HostConfig"]
+    assert host["Memory"] == parse_size(spec["mem_limit"]), container
+    assert host["NanoCpus"] == int(float(spec["cpus"]) * 1e9), container
+    assert host["PidsLimit"] == int(spec["pids_limit"]), container

@@ -13,10 +13,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from tests.containers.engine import (
     DEPLOY,
     Stack,
+    assert_confined,
     crash,
     engine,
     http_get_in,
@@ -34,12 +36,13 @@ DROPS = ("transport_error", "queue_full", "shutdown")  # events a replica counte
 
 
 @pytest.fixture(scope="module")
-def fleet(containers_artifacts: Path):
+def fleet(containers_artifacts: Path, secrets_dir: Path):
     logs = containers_artifacts / "fleet"
     logs.mkdir(parents=True, exist_ok=True)
     stack = Stack(
         "swfleet",
         [DEPLOY / "docker-compose.fleet.yml", DEPLOY / "standins.fleet.yml"],
+        env={"SHIFTWATCH_SECRETS_DIR": str(secrets_dir)},
         log_dir=logs,
     )
     stack.compose("up", "-d", "--scale", f"service={REPLICAS}")
@@ -91,6 +94,13 @@ def drops(stack: Stack) -> float:
     )
 
 
+def redis_cli(stack: Stack, *args: str) -> str:
+    """redis-cli inside the Redis container, logged in as its health check does: the password
+    from the secret file, in REDISCLI_AUTH (never an argument)."""
+    script = 'REDISCLI_AUTH="$(cat /run/secrets/redis_password)" exec redis-cli "$@"'
+    return stack.exec(stack.one("redis"), "sh", "-c", script, "redis-cli", *args)
+
+
 def status() -> dict:
     return httpx.get(MONITOR + "/status", timeout=10).json()
 
@@ -102,13 +112,12 @@ def counts() -> dict[str, int]:
 def caught_up(stack: Stack) -> dict[str, int]:
     """The monitor's counts once its consumer group has read and acknowledged every stream
     to its end, as Redis itself says (XINFO GROUPS): no earlier traffic still arriving."""
-    redis = stack.one("redis")
 
     def idle():
         scan = ("SCAN", "0", "MATCH", "shiftwatch:*", "TYPE", "stream", "COUNT", "1000")
-        _, keys = json.loads(stack.exec(redis, "redis-cli", "--json", *scan))
+        _, keys = json.loads(redis_cli(stack, "--json", *scan))
         for key in keys:
-            groups = json.loads(stack.exec(redis, "redis-cli", "--json", "XINFO", "GROUPS", key))
+            groups = json.loads(redis_cli(stack, "--json", "XINFO", "GROUPS", key))
             group = next(g for g in groups if g["name"] == "shiftwatch-monitor")
             if group["lag"] != 0 or group["pending"] != 0:
                 return None
@@ -121,14 +130,17 @@ def caught_up(stack: Stack) -> dict[str, int]:
     return again
 
 
-def in_background(n: int, tag: str, seed: int, before: dict[str, int]) -> Callable[[], Sent]:
+def in_background(
+    stack: Stack, n: int, tag: str, seed: int, before: dict[str, int]
+) -> Callable[[], Sent]:
     """Start n predictions and labels through the balancer in a thread; wait for the monitor
     to count the first 20, so a fault made next lands mid-stream. Returns what joins it."""
     result: dict = {}
 
     def send() -> None:
         try:
-            result["sent"] = predict_and_label(API, n, tag, seed=seed)
+            token = stack.secret("feedback_token")
+            result["sent"] = predict_and_label(API, n, tag, seed=seed, token=token)
         except BaseException as exc:  # an answer other than 200: raised by join, in the test
             result["error"] = exc
 
@@ -165,7 +177,7 @@ def assert_counted_once(before: dict[str, int], sent: Sent) -> None:
 
 def test_labels_join_whichever_replica_served_them(fleet: Stack) -> None:
     before = caught_up(fleet)
-    sent = predict_and_label(API, 90, "join", seed=31)
+    sent = predict_and_label(API, 90, "join", seed=31, token=fleet.secret("feedback_token"))
     assert_counted_once(before, sent)
     # Round robin alternates /predict and /feedback over the three replicas, so every label
     # went to another replica than its prediction, and each replica took a third of each.
@@ -198,7 +210,7 @@ def test_redis_restarted_mid_stream_loses_nothing_unaccounted_and_repeats_nothin
 ) -> None:
     before, dropped_before = caught_up(fleet), drops(fleet)
     redis = fleet.one("redis")
-    traffic = in_background(150, "redis", 32, before)
+    traffic = in_background(fleet, 150, "redis", 32, before)
     engine("restart", "-t", "10", redis)
     sent = traffic()
     events_sent = sent.requests + sent.labels
@@ -212,14 +224,34 @@ def test_redis_restarted_mid_stream_loses_nothing_unaccounted_and_repeats_nothin
     c, ingested, lost = wait_until(accounted, 120, "every event delivered or counted lost")
     assert (ingested + lost, c["duplicates"]) == (events_sent, 0), (c, before, lost)
     # The consumer group (its position) lives in the append-only file on the volume.
-    groups = fleet.exec(redis, "redis-cli", "XINFO", "GROUPS", "shiftwatch:labels")
+    groups = redis_cli(fleet, "XINFO", "GROUPS", "shiftwatch:labels")
     assert "shiftwatch-monitor" in groups
+
+
+def test_redis_requires_its_password_and_no_command_line_holds_it(fleet: Stack) -> None:
+    redis = fleet.one("redis")
+    assert "NOAUTH" in fleet.exec(redis, "redis-cli", "ping")  # redis-cli exits 0 on it
+    assert redis_cli(fleet, "ping").strip() == "PONG"
+    password = fleet.secret("redis_password")
+    for name in fleet.containers():
+        # every process's command line, as `ps` shows it
+        lines = fleet.exec(name, "sh", "-c", "cat /proc/[0-9]*/cmdline | tr '\\0' ' '")
+        assert password not in lines, name
+        assert password not in json.dumps(inspect(name)["Config"]["Env"]), name
+
+
+def test_every_container_is_confined_as_the_compose_file_says(fleet: Stack) -> None:
+    services = yaml.safe_load((DEPLOY / "docker-compose.fleet.yml").read_text())["services"]
+    for service in ("redis", "lb", "monitor", "prometheus"):
+        assert_confined(fleet.one(service), services[service])
+    for replica in fleet.containers("service"):
+        assert_confined(replica, services["service"])
 
 
 def test_monitor_killed_and_restarted_counts_every_event_once(fleet: Stack) -> None:
     before = caught_up(fleet)
     monitor = fleet.one("monitor")
-    traffic = in_background(120, "kill", 33, before)
+    traffic = in_background(fleet, 120, "kill", 33, before)
     restarts = crash(monitor)
     sent = traffic()
     # The restart policy starts it again, on the same state volume and consumer group.

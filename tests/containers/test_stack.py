@@ -20,6 +20,7 @@ from tests.containers.engine import (
     ENGINE,
     HealthTicker,
     Stack,
+    assert_confined,
     engine,
     health,
     inspect,
@@ -35,10 +36,15 @@ GRACE_SECONDS = 40  # the compose file's stop_grace_period for the service
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, containers_artifacts: Path):
+def stack(containers_artifacts: Path, secrets_dir: Path):
     logs = containers_artifacts / "stack"
     logs.mkdir(parents=True, exist_ok=True)
-    stack = Stack("swtest", [DEPLOY / "docker-compose.yml", DEPLOY / "standins.yml"], log_dir=logs)
+    stack = Stack(
+        "swtest",
+        [DEPLOY / "docker-compose.yml", DEPLOY / "standins.yml"],
+        env={"SHIFTWATCH_SECRETS_DIR": str(secrets_dir)},
+        log_dir=logs,
+    )
     try:
         # Ticking before `up`: a compose tool that waits for service_healthy needs the checks
         # to run while it waits.
@@ -60,7 +66,7 @@ def test_predictions_and_labels_reach_the_monitor_and_accuracy_is_exact(stack: S
     # the first in the module, on a fresh volume.
     before = monitor_counts(status(), PRIMARY)
     assert before["predictions"] == 0, before
-    sent = predict_and_label(API, 60, "stack", seed=21)
+    sent = predict_and_label(API, 60, "stack", seed=21, token=stack.secret("feedback_token"))
     expect = {"predictions": sent.requests, "labels": sent.labels, "matched": sent.labels}
 
     def settled():
@@ -116,6 +122,23 @@ def test_shiftwatch_containers_run_read_only_as_the_bento_user(stack: Stack) -> 
         assert denied.returncode != 0 and "Read-only file system" in denied.stderr
 
 
+def test_feedback_needs_the_token_from_the_secret(stack: Stack) -> None:
+    """The compose file serves no open /feedback: without the secret's token, 401."""
+    body = {"labels": [{"request_id": "no-token", "label": "x"}]}
+    assert httpx.post(API + "/feedback", json=body).status_code == 401
+    wrong = {"Authorization": "Bearer " + "0" * 64}
+    assert httpx.post(API + "/feedback", json=body, headers=wrong).status_code == 401
+    token = {"Authorization": "Bearer " + stack.secret("feedback_token")}
+    # the token passes; the unknown label is then the request's only fault
+    assert httpx.post(API + "/feedback", json=body, headers=token).status_code == 400
+
+
+def test_every_container_is_confined_as_the_compose_file_says(stack: Stack) -> None:
+    services = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())["services"]
+    for service in ("service", "monitor", "prometheus"):
+        assert_confined(stack.one(service), services[service])
+
+
 def test_onnxruntime_telemetry_stays_off_in_the_running_service(stack: Stack) -> None:
     """Before the opt-out, the read-only home made onnxruntime log that it could not persist
     its telemetry device id: it had started its uploader (tests/service/test_telemetry.py)."""
@@ -127,7 +150,8 @@ def test_onnxruntime_telemetry_stays_off_in_the_running_service(stack: Stack) ->
 def test_report_renders_its_charts_self_contained_in_a_browser(
     stack: Stack, containers_artifacts: Path
 ) -> None:
-    predict_and_label(API, 40, "report", seed=22, label=False)  # a window with rows
+    token = stack.secret("feedback_token")
+    predict_and_label(API, 40, "report", seed=22, token=token, label=False)  # rows to report
     wait_until(lambda: status()["models"][PRIMARY]["rows"] >= 40, 60, "a window to report")
     out = containers_artifacts / "report"
     out.mkdir(exist_ok=True)

@@ -21,8 +21,11 @@ class Sent:
     labels: int = 0
 
 
-def predict_and_label(url: str, n: int, tag: str, seed: int, label: bool = True) -> Sent:
-    """n one-sequence /predict requests, each followed by its true label on /feedback.
+def predict_and_label(
+    url: str, n: int, tag: str, seed: int, token: str, label: bool = True
+) -> Sent:
+    """n one-sequence /predict requests, each followed by its true label on /feedback (with
+    the bearer token every deploy file requires).
 
     Behind a round-robin balancer the two alternate, so each label reaches another replica
     than the one that served its prediction."""
@@ -39,7 +42,9 @@ def predict_and_label(url: str, n: int, tag: str, seed: int, label: bool = True)
             sent.correct += answer.json()[0]["label"] == truth
             if label:
                 feedback = {"labels": [{"request_id": request_id, "label": truth}]}
-                reply = client.post("/feedback", json=feedback)
+                reply = client.post(
+                    "/feedback", json=feedback, headers={"Authorization": f"Bearer {token}"}
+                )
                 assert reply.status_code == 200, reply.text
                 sent.labels += 1
     return sent

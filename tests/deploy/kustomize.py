@@ -3,7 +3,8 @@
 No kustomize binary where CI runs, so the tests build the fleet overlay here. Emulated:
 `resources` (manifest files, and directories holding a kustomization.yaml), `patches` given by
 `path` that are strategic-merge patches naming their target by kind and metadata.name, and
-`images` (newName, newTag). Any other kustomization field is an error, so the manifests cannot
+`images` (newName, newTag, digest: what `kustomize edit set image NAME=REPO@sha256:...`
+writes, for pinning an image by its digest). Any other kustomization field is an error, so the manifests cannot
 start using a feature this does not emulate without a test noticing; where a kustomize binary
 is on PATH, test_k8s_fleet.py compares its output with this one.
 
@@ -101,7 +102,10 @@ def pod_containers(obj: dict) -> list[dict]:
 
 
 def split_image(reference: str) -> tuple[str, str]:
-    """(name, tag) of an image reference; a registry's port is part of the name."""
+    """(name, tag or "@digest") of an image reference; a registry's port is part of the name."""
+    if "@" in reference:
+        name, _, digest = reference.partition("@")
+        return name, "@" + digest
     name, colon, tag = reference.rpartition(":")
     return (name, tag) if colon and "/" not in tag else (reference, "")
 
@@ -111,5 +115,11 @@ def set_image(objects: list[dict], image: dict) -> None:
         for container in pod_containers(obj):
             name, tag = split_image(container["image"])
             if name == image["name"]:
+                name = image.get("newName", name)
+                if "digest" in image:  # a digest replaces the tag
+                    container["image"] = f"{name}@{image['digest']}"
+                    continue
                 tag = image.get("newTag", tag)
-                container["image"] = image.get("newName", name) + (f":{tag}" if tag else "")
+                container["image"] = name + (
+                    tag if tag.startswith("@") else f":{tag}" if tag else ""
+                )

@@ -13,7 +13,14 @@ import yaml
 
 from shiftwatch.settings import MonitorSettings, ServiceSettings
 from tests.deploy.test_compose import compose_schema
-from tests.deploy.tools import DEPLOY, setting_names, settings_in
+from tests.deploy.tools import (
+    DEPLOY,
+    redis_server_args,
+    secret_value,
+    setting_names,
+    settings_in,
+    with_secret_files,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -44,8 +51,9 @@ def test_fleet_compose_file_is_valid_against_the_compose_spec(compose: dict) -> 
 def test_redis_keeps_an_append_only_file_on_a_named_volume(compose: dict, services: dict) -> None:
     redis = services["redis"]
     assert redis["image"].startswith("redis:7")
-    command = redis["command"]
-    assert command[0] == "redis-server"
+    assert redis["command"][:2] == ["sh", "-c"]
+    command = redis_server_args(redis["command"][2])
+    assert command[:2] == ["redis-server", "-"]  # configuration (the password) on stdin
     assert command[command.index("--appendonly") + 1] == "yes"
     assert command[command.index("--maxmemory-policy") + 1] == "noeviction"
     (volume,) = redis["volumes"]
@@ -87,7 +95,7 @@ def test_balancer_is_the_one_address_and_finds_every_ready_replica(services: dic
 
 
 def test_service_and_monitor_read_the_same_transport_settings(
-    services: dict, monkeypatch: pytest.MonkeyPatch
+    services: dict, monkeypatch: pytest.MonkeyPatch, tmp_path
 ) -> None:
     service, monitor = services["service"]["environment"], services["monitor"]["environment"]
     for name in ("SHIFTWATCH_EVENT_TRANSPORT", "SHIFTWATCH_REDIS_URL"):
@@ -96,13 +104,35 @@ def test_service_and_monitor_read_the_same_transport_settings(
     assert set(monitor) - {"BENTOML_HOME"} <= setting_names(
         MonitorSettings, "SHIFTWATCH_MONITOR_"
     ) | setting_names(ServiceSettings, "SHIFTWATCH_")
-    service_settings, _ = settings_in(service, monkeypatch)
-    _, monitor_settings = settings_in(monitor, monkeypatch)
+    service_settings, _ = settings_in(with_secret_files(service, tmp_path), monkeypatch)
+    _, monitor_settings = settings_in(with_secret_files(monitor, tmp_path), monkeypatch)
     assert service_settings.event_transport == monitor_settings.event_transport == "redis"
     assert service_settings.redis_url == monitor_settings.redis_url
     assert service_settings.redis_stream_prefix == monitor_settings.redis_stream_prefix
     url = urlsplit(monitor_settings.redis_url)
     assert (url.hostname, url.port) == ("redis", 6379)  # the compose service
+    # with the password of the secret Redis requires
+    assert url.password == secret_value("redis_password")
+
+
+def test_redis_requires_the_password_from_its_secret_file(compose: dict, services: dict) -> None:
+    """Redis shares its network with the balancer, Prometheus and Grafana: it requires a
+    password, read from the secret file at start and handed over on stdin (never argv); the
+    service, the monitor and the health check read the same file."""
+    assert compose["secrets"]["redis_password"] == {
+        "file": "${SHIFTWATCH_SECRETS_DIR:-./secrets}/redis_password"
+    }
+    redis = services["redis"]
+    assert redis["secrets"] == ["redis_password"]
+    script = redis["command"][2]
+    assert "requirepass $$(cat /run/secrets/redis_password)" in script.splitlines()
+    check = " ".join(redis["healthcheck"]["test"])
+    assert 'REDISCLI_AUTH="$$(cat /run/secrets/redis_password)"' in check
+    for name in ("service", "monitor"):
+        assert "redis_password" in services[name]["secrets"], name
+        environment = services[name]["environment"]
+        assert environment["SHIFTWATCH_REDIS_PASSWORD_FILE"] == "/run/secrets/redis_password"
+        assert urlsplit(environment["SHIFTWATCH_REDIS_URL"]).password is None, name
 
 
 def test_one_monitor_keeps_its_state_on_a_named_volume(compose: dict, services: dict) -> None:

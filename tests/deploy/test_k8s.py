@@ -51,8 +51,9 @@ def containers() -> dict[str, dict]:
     return {c["name"]: c for c in spec["containers"]}
 
 
-def env(container: dict) -> dict[str, str]:
-    return {e["name"]: e["value"] for e in container["env"]}
+def env(container: dict) -> dict[str, str | None]:
+    """name -> value; None for a value from elsewhere (a Secret)."""
+    return {e["name"]: e.get("value") for e in container["env"]}
 
 
 def renderer():
@@ -76,6 +77,7 @@ def test_builtin_kinds_are_valid_kubernetes(version: str) -> None:
         "HorizontalPodAutoscaler",
         "PodDisruptionBudget",
         "ConfigMap",
+        "NetworkPolicy",
     }
 
 

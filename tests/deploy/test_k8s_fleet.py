@@ -10,6 +10,7 @@ settings, and the base's ServiceMonitor scraping every replica and the monitor.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from urllib.parse import urlsplit
@@ -21,11 +22,35 @@ import yaml
 from shiftwatch.settings import MonitorSettings, ServiceSettings
 from tests.deploy import kustomize
 from tests.deploy.test_k8s import CRDS, VERSIONS
-from tests.deploy.tools import DEPLOY, optional_tool, setting_names, settings_in
+from tests.deploy.tools import (
+    DEPLOY,
+    optional_tool,
+    redis_server_args,
+    setting_names,
+    settings_in,
+)
 
 BASE = DEPLOY / "k8s"
 FLEET = DEPLOY / "k8s-fleet"
 STATE_DIR = "/var/lib/shiftwatch/monitor"
+README = DEPLOY / "README.md"
+PASSWORD = "0123456789abcdef" * 4  # what deploy/secrets.sh writes: hex
+
+
+def redis_url_template() -> str:
+    """The printf format deploy/README.md builds the Secret's `url` key with."""
+    (template,) = re.findall(r"printf '(redis://[^']*)'", README.read_text())
+    return template
+
+
+def user_secrets() -> dict[str, dict]:
+    """The Secrets as deploy/README.md's commands create them (none ships with the manifests)."""
+    return {
+        "shiftwatch-feedback": {"stringData": {"token": "feedback-token"}},
+        "shiftwatch-redis": {
+            "stringData": {"password": PASSWORD, "url": redis_url_template() % PASSWORD}
+        },
+    }
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +121,6 @@ def test_fleet_builtin_kinds_are_valid_kubernetes(fleet: dict, version: str) -> 
         "Deployment",
         "StatefulSet",
         "Service",
-        "Secret",
         "PersistentVolumeClaim",
         "NetworkPolicy",
         "HorizontalPodAutoscaler",
@@ -215,7 +239,7 @@ def test_monitor_is_one_recreated_replica_with_its_state_on_a_claim(
 def test_service_and_monitor_read_the_same_transport_settings(
     fleet: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    secrets = {name: obj for (kind, name), obj in fleet.items() if kind == "Secret"}
+    secrets = user_secrets()
     (service,) = containers(fleet["Deployment", "shiftwatch"]).values()
     (monitor,) = containers(fleet["Deployment", "shiftwatch-monitor"]).values()
     # the same entries, the URL from the same Secret key
@@ -231,21 +255,20 @@ def test_service_and_monitor_read_the_same_transport_settings(
 
 @pytest.mark.unit
 def test_secret_points_at_the_redis_service_with_its_password(fleet: dict) -> None:
-    secret = fleet["Secret", "shiftwatch-redis"]["stringData"]
-    assert set(secret) == {"url", "password"}
+    """The `url` key deploy/README.md writes names the in-cluster Redis and carries the
+    `password` key's value; Redis requires that password (from the same key)."""
+    secret = user_secrets()["shiftwatch-redis"]["stringData"]
     url = urlsplit(secret["url"])
     service = fleet["Service", "shiftwatch-redis"]
     (port,) = service["spec"]["ports"]
     assert url.scheme == "redis"
     assert (url.hostname, url.port) == (service["metadata"]["name"], port["port"])
     assert url.password == secret["password"]
-    # Redis requires that password: --requirepass from the same key
     redis = containers(fleet["StatefulSet", "shiftwatch-redis"])["redis"]
-    args = redis["args"]
-    variable = args[args.index("--requirepass") + 1].removeprefix("$(").removesuffix(")")
-    assert env(redis)[variable] == {
+    assert env(redis)["REDIS_PASSWORD"] == {
         "valueFrom": {"secretKeyRef": {"name": "shiftwatch-redis", "key": "password"}}
     }
+    assert "requirepass $$REDIS_PASSWORD" in redis["command"][2].splitlines()
 
 
 @pytest.mark.unit
@@ -260,8 +283,9 @@ def test_redis_is_a_persistent_statefulset_behind_a_headless_service(fleet: dict
     assert selects(spec["selector"]["matchLabels"], labels)
     redis = containers(statefulset)["redis"]
     assert redis["image"].startswith("redis:7")
-    args = redis["args"]
-    assert args[0] == "redis-server"
+    assert redis["command"][:2] == ["sh", "-c"]
+    args = redis_server_args(redis["command"][2])
+    assert args[:2] == ["redis-server", "-"]  # the password on stdin
     assert args[args.index("--appendonly") + 1] == "yes"
     assert args[args.index("--maxmemory-policy") + 1] == "noeviction"
     (claim,) = spec["volumeClaimTemplates"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -69,3 +70,34 @@ def start_monitor(
         work / "monitor.log",
     )
     return local.process, local.url
+
+
+SECRETS_MOUNT = "/run/secrets/"  # where compose mounts a service's file secrets
+
+
+def secret_value(name: str) -> str:
+    """The stand-in value of secret `name` in the offline tests (what deploy/secrets.sh would
+    write, made recognisable)."""
+    return f"test-{name.replace('_', '-')}-0123456789abcdef"
+
+
+def with_secret_files(environment: dict[str, str], folder: Path) -> dict[str, str]:
+    """`environment` as a container sees it, with every /run/secrets/<name> a real file under
+    `folder` holding `secret_value(name)`, so the settings classes can read it here."""
+    resolved = {}
+    for name, value in environment.items():
+        if isinstance(value, str) and value.startswith(SECRETS_MOUNT):
+            secret = value.removeprefix(SECRETS_MOUNT)
+            path = folder / secret
+            path.write_text(secret_value(secret) + "\n")
+            value = str(path)
+        resolved[name] = value
+    return resolved
+
+
+def redis_server_args(script: str) -> list[str]:
+    """The `redis-server ...` command line of the shell script that starts Redis with its
+    password on stdin (`exec redis-server - ... <<EOF`): what the server's argv will be."""
+    words = shlex.split(script.splitlines()[0])
+    assert words[0] == "exec" and words[-1] == "<<EOF", words
+    return words[1:-1]

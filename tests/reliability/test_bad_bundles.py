@@ -110,15 +110,21 @@ CASES: dict[str, tuple[Callable[[Path], None], list[str]]] = {
 }
 
 
-def serve(home: Path, work: Path) -> tuple[int, str]:
+def serve(home: Path, work: Path, settings: dict[str, str | None] | None = None) -> tuple[int, str]:
     """`bentoml serve` over the store at `home`; (exit code, output). A run that does not
-    exit in time is killed (its whole process group) and reported as such."""
+    exit in time is killed (its whole process group) and reported as such. `settings`:
+    variables on top (None removes one)."""
     env = {
         **os.environ,
         **TINY_LIMITS,
         "BENTOML_HOME": str(home),
         "SHIFTWATCH_EVENT_LOG_DIR": str(work / "events"),
+        "SHIFTWATCH_FEEDBACK_OPEN": "true",  # loopback: the bundle is what is under test
     }
+    for name, value in (settings or {}).items():
+        env.pop(name, None)
+        if value is not None:
+            env[name] = value
     args = ["bentoml", "serve", "service.service:Shiftwatch", "--host", "127.0.0.1"]
     process = subprocess.Popen(
         [sys.executable, "-m", *args, "--port", str(free_port())],

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import pathlib
 import pickle
 import subprocess
@@ -15,6 +16,7 @@ import httpx
 import pytest
 
 from tests.reliability.conftest import predict_body, running_service, service_env
+from tests.reliability.test_bad_bundles import serve
 from tests.servers import ROOT, settled_events
 
 pytestmark = [pytest.mark.slow, pytest.mark.behaviour]
@@ -75,6 +77,34 @@ def test_feedback_with_the_token_is_accepted_and_predict_needs_none(server: dict
     assert response.status_code == 200, response.text
     assert response.json() == {"accepted": 1, "duplicates": 0}
     assert TOKEN not in server["log"].read_text()  # never logged
+
+
+@pytest.mark.parametrize(
+    ("settings", "fragment"),
+    [
+        ({}, "no token configured"),
+        ({"SHIFTWATCH_FEEDBACK_TOKEN": ""}, "SHIFTWATCH_FEEDBACK_TOKEN is empty"),
+        (
+            {"SHIFTWATCH_FEEDBACK_TOKEN": "", "SHIFTWATCH_FEEDBACK_OPEN": "true"},
+            "SHIFTWATCH_FEEDBACK_TOKEN is empty",
+        ),
+        ({"SHIFTWATCH_FEEDBACK_TOKEN_FILE": "/nonexistent/token"}, "cannot read"),
+    ],
+    ids=["nothing", "empty", "empty-and-open", "unreadable-file"],
+)
+def test_service_without_a_feedback_token_refuses_to_start(
+    tiny_store: dict, tmp_path: pathlib.Path, settings: dict, fragment: str
+) -> None:
+    """Open /feedback is never the default: without a non-empty token or the explicit
+    SHIFTWATCH_FEEDBACK_OPEN=true, `bentoml serve` exits with one line (before serving;
+    before this check an empty or missing token served /feedback to anyone)."""
+    absent = {"SHIFTWATCH_FEEDBACK_OPEN": None, "SHIFTWATCH_FEEDBACK_TOKEN": None}
+    code, output = serve(pathlib.Path(os.environ["BENTOML_HOME"]), tmp_path, absent | settings)
+    assert code not in (0, -1), output[-3000:]
+    lines = [line for line in output.splitlines() if "cannot start" in line]
+    assert len(lines) == 1, output[-3000:]
+    assert "/feedback" in lines[0] and fragment in lines[0], lines[0]
+    assert "Traceback" not in output, output[-3000:]
 
 
 # -- only JSON is parsed ---------------------------------------------------------------------
