@@ -118,7 +118,7 @@ def test_service_monitor_selects_the_metrics_service_and_its_ports() -> None:
     monitor = find("ServiceMonitor")
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
     spec = monitor["spec"]
-    assert set(spec) <= {"selector", "endpoints", "namespaceSelector", "jobLabel"}
+    assert set(spec) <= {"selector", "endpoints", "namespaceSelector", "jobLabel", "sampleLimit"}
     metrics = find("Service", "shiftwatch-metrics")
     labels = metrics["metadata"]["labels"]
     assert spec["selector"]["matchLabels"].items() <= labels.items()

@@ -18,6 +18,9 @@ def alerts() -> dict[str, dict]:
     return {rule["alert"]: rule for group in groups for rule in group["rules"] if "alert" in rule}
 
 
+SAMPLE_LIMIT = 10_000  # deploy/prometheus/prometheus.yml
+
+
 @pytest.mark.integration
 @pytest.mark.parametrize("config", [CONFIG, FLEET_CONFIG], ids=lambda p: p.name)
 def test_promtool_check_config_accepts_the_compose_configs_and_their_rules(config) -> None:
@@ -104,3 +107,13 @@ def test_compose_scrape_config_uses_the_job_names_dashboards_and_alerts_use() ->
     assert jobs["shiftwatch-service"]["static_configs"][0]["targets"] == ["service:3000"]
     assert jobs["shiftwatch-monitor"]["static_configs"][0]["targets"] == ["monitor:3002"]
     assert config["rule_files"] == ["alerts.yml"]
+
+
+@pytest.mark.unit
+def test_every_scrape_is_bounded_by_a_sample_limit() -> None:
+    for path in (CONFIG, CONFIG.with_name("prometheus.fleet.yml")):
+        config = yaml.safe_load(path.read_text())
+        for job in config["scrape_configs"]:
+            assert job["sample_limit"] == SAMPLE_LIMIT, (path.name, job["job_name"])
+    monitor = yaml.safe_load((CONFIG.parents[1] / "k8s" / "servicemonitor.yaml").read_text())
+    assert monitor["spec"]["sampleLimit"] == SAMPLE_LIMIT

@@ -17,6 +17,7 @@ import pytest
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 REQUESTS = 10_000
+SAMPLE_LIMIT = 10_000  # deploy/prometheus/prometheus.yml
 
 
 def series(metrics_text: str) -> list[str]:
@@ -78,6 +79,7 @@ def test_unknown_paths_add_no_series_and_no_metric_bytes(live_server: dict) -> N
         after, size_after = series(client.get("/metrics").text), multiprocess_bytes()
         refused = client.get("/metrics").text
     assert statuses == {404}
+    assert len(before) < SAMPLE_LIMIT / 10  # far under the deploy files' scrape bound
     assert after == before
     assert size_after == size_before
     line = 'shiftwatch_requests_rejected_total{endpoint="other",reason="unknown_path"}'
