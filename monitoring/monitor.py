@@ -135,6 +135,7 @@ class Monitor:
             max_requests=settings.state_max_requests,
             max_bytes=settings.state_max_bytes,
             max_clock_skew=settings.max_clock_skew_seconds,
+            label_join_skew=settings.label_join_skew_seconds,
             max_orphan_labels=settings.state_max_orphan_labels,
             validator=EventValidator(
                 {name: ModelContract.of(ref.bundle.meta) for name, ref in self.references.items()}

@@ -58,6 +58,7 @@ class MonitorState:
         max_requests: int | None = None,
         max_bytes: int | None = None,
         max_clock_skew: float | None = None,
+        label_join_skew: float = 0.0,
         max_orphan_labels: int | None = None,
         validator: EventValidator | None = None,
     ) -> None:
@@ -67,8 +68,9 @@ class MonitorState:
         self.max_bytes = max_bytes
         self.max_orphan_labels = max_orphan_labels  # labels waiting for their prediction
         # Seconds ahead of this clock an event may be stamped (beyond: clamped; None: no
-        # clamp), and the slack of the join rule (`add_label`; None: 0).
+        # clamp), and the slack of the join rule (`add_label`).
         self.max_clock_skew = max_clock_skew
+        self.label_join_skew = label_join_skew
         self.validator = validator or EventValidator()
         self.rejections = RejectionLog()
         self.db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
@@ -280,8 +282,8 @@ class MonitorState:
 
     def add_label(self, event: LabelEvent) -> None:
         """A label joins only a prediction served before it: one stamped no later than the
-        label's timestamp + the allowed clock skew (`max_clock_skew`, the bound on the fleet's
-        clocks). Under its request id:
+        label's timestamp + `label_join_skew` (the bound on the clocks of the replicas that
+        stamped them). Under its request id:
         - a prediction waiting for its label, served before: joined (`labels_matched`);
         - a prediction served after the label: dropped (`labels_before_prediction`): a label
           posted before its request was served is a guess or a forgery, never the truth;
@@ -316,7 +318,7 @@ class MonitorState:
     def _served_after(self, served: float, labeled: float) -> bool:
         """Whether a prediction stamped `served` was served after a label stamped `labeled`,
         beyond what clock skew explains."""
-        return served > labeled + (self.max_clock_skew or 0.0)
+        return served > labeled + self.label_join_skew
 
     def _join_waiting(self, request_id: str, served: float) -> None:
         """The labels that waited for this prediction, in their order of arrival: the first

@@ -138,5 +138,5 @@ FeedbackItems = Annotated[list[FeedbackItem], count_limit("labels", "label", "ma
 
 
 class FeedbackReceipt(BaseModel):
-    accepted: int  # label events written (first label for a request id)
+    accepted: int  # label events written (each distinct request id and label once)
     duplicates: int  # labels for request ids already labelled here (counted, not written)

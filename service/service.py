@@ -149,7 +149,8 @@ class Shiftwatch:
         self.shadow_worker = ShadowWorker(
             self.predictor.run_shadows, self.record, SETTINGS.shadow_queue
         ).start()
-        self.labelled: OrderedDict[str, None] = OrderedDict()  # recent request ids with a label
+        # Recent (request id, label) pairs: the same label sent again is counted, not logged.
+        self.labelled: OrderedDict[tuple[str, str], None] = OrderedDict()
         self.last_request = time.monotonic()  # of /predict or /feedback: the drain's clock
         self._drain_on_sigterm()
         self.ready = True
@@ -242,17 +243,21 @@ class Shiftwatch:
 
     @bentoml.api(route="/feedback")
     def feedback(self, labels: FeedbackItems) -> FeedbackReceipt:
-        """True labels for served request ids; the first label for an id wins."""
+        """True labels for served request ids. Each distinct (id, label) is logged once; the
+        monitor joins a label only to a prediction served before it, so a label posted
+        for an id before its request was served (a guess, a forgery) cannot take the place
+        of the true one (docs/security.md)."""
         self.last_request = time.monotonic()
         for i, item in enumerate(labels):
             if item.label not in self.labels:
                 raise unknown_label_error(i, item.label, self.labels)
         events, duplicates = [], 0
         for item in labels:
-            if item.request_id in self.labelled:
+            key = (item.request_id, item.label)
+            if key in self.labelled:
                 duplicates += 1
                 continue
-            self.labelled[item.request_id] = None
+            self.labelled[key] = None
             if len(self.labelled) > SETTINGS.feedback_dedup_window:
                 self.labelled.popitem(last=False)
             events.append(

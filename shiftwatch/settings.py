@@ -276,9 +276,13 @@ class MonitorSettings(BaseSettings):
     # shard's requests. ~300 bytes a row (id, label, time, two indexes): ~15 MB at the bound.
     state_max_orphan_labels: int = Field(50_000, ge=100)
     # Event timestamps further ahead of this monitor's clock are clamped to it (and counted):
-    # one writer's bad clock must not move the windows' "now" into the future. Also the join
-    # rule's slack: a label joins only a prediction stamped at most this much after it.
+    # one writer's bad clock must not move the windows' "now" into the future.
     max_clock_skew_seconds: float = Field(300.0, gt=0)
+    # The join rule's slack: a label joins only a prediction stamped at most this long after
+    # it (a prediction and its label may be stamped by two replicas, whose NTP-kept clocks
+    # differ by milliseconds). A label posted earlier than that before its request was served
+    # is a guess or a forgery: dropped and counted.
+    label_join_skew_seconds: float = Field(5.0, ge=0)
     extra_domains: Annotated[list[str], NoDecode] = Field(
         default_factory=list
     )  # metric label values besides the reference's

@@ -15,7 +15,7 @@ from tests.monitoring.test_state import apply, prediction
 
 pytestmark = pytest.mark.unit
 
-SKEW = 300.0  # the fleet's clock skew bound (MonitorSettings.max_clock_skew_seconds)
+SKEW = 5.0  # the join rule's slack (MonitorSettings.label_join_skew_seconds)
 
 
 def label(request_id: str, value: str, ts: float) -> LabelEvent:
@@ -26,7 +26,7 @@ def test_a_label_posted_before_its_request_was_served_never_joins(tmp_path: Path
     """The finding: `order-42` labeled `b` by someone else, then served (predicted `a`), then
     labeled `a` by its true owner. The forged label is dropped when the prediction arrives;
     the true one joins, and live accuracy counts the true label."""
-    state = MonitorState(tmp_path / "s.sqlite", {"news"}, max_clock_skew=SKEW)
+    state = MonitorState(tmp_path / "s.sqlite", {"news"}, label_join_skew=SKEW)
     served = 10_000.0
     apply(
         state,
@@ -42,7 +42,7 @@ def test_a_label_posted_before_its_request_was_served_never_joins(tmp_path: Path
 
 
 def test_a_prediction_already_read_is_never_joined_by_an_older_label(tmp_path: Path) -> None:
-    state = MonitorState(tmp_path / "s.sqlite", {"news"}, max_clock_skew=SKEW)
+    state = MonitorState(tmp_path / "s.sqlite", {"news"}, label_join_skew=SKEW)
     apply(
         state,
         prediction("r1", 10_000.0, label="a"),
@@ -58,7 +58,7 @@ def test_a_prediction_already_read_is_never_joined_by_an_older_label(tmp_path: P
 def test_labels_waiting_for_a_prediction_are_judged_when_it_arrives(tmp_path: Path) -> None:
     """A forged label and the true one both read before the prediction (another replica's
     stream lags): the forged one is dropped, the true one joins, a later one is a duplicate."""
-    state = MonitorState(tmp_path / "s.sqlite", {"news"}, max_clock_skew=SKEW)
+    state = MonitorState(tmp_path / "s.sqlite", {"news"}, label_join_skew=SKEW)
     apply(
         state,
         label("r1", "b", 1.0),
