@@ -48,6 +48,7 @@ def test_healthz_answers_while_six_reports_compute(live_server: dict, monitor: s
         answers.append(httpx.get(monitor + "/report", params={"model": PRIMARY}, timeout=120))
 
     askers = [threading.Thread(target=ask_report) for _ in range(REPORTS)]
+    asked = time.perf_counter()
     for asker in askers:
         asker.start()
     latencies = []
@@ -59,10 +60,17 @@ def test_healthz_answers_while_six_reports_compute(live_server: dict, monitor: s
             time.sleep(0.02)
     for asker in askers:
         asker.join()
+    computing = time.perf_counter() - asked
     assert [answer.status_code for answer in answers] == [200] * REPORTS
     assert len({answer.text for answer in answers}) == 1  # one report for the window, reused
-    assert len(latencies) >= 20  # /healthz was asked throughout, not only before or after
-    assert np.percentile(latencies, 99) < 0.1, sorted(latencies)[-5:]
+    # /healthz was asked throughout the computation (each ask starts while a report is
+    # pending), and none waited for it: on the event loop one ask would wait the whole time.
+    # How long the reports take depends on the machine (0.35 s to several s), so no fixed count.
+    assert len(latencies) >= 5, (len(latencies), computing)
+    assert np.percentile(latencies, 99) < min(0.1, computing / 2), (
+        sorted(latencies)[-5:],
+        computing,
+    )
 
 
 def test_unknown_paths_add_no_series_to_the_monitors_metrics(monitor: str) -> None:
