@@ -70,6 +70,7 @@ from benchmarks.results import (
     ServerConfig,
     ServiceRun,
 )
+from benchmarks.stage_budget import stage_timings
 from benchmarks.timing import RepetitionBudget, Timing, time_calls
 from harness import RedisServer
 from shiftwatch.bundle import ModelBundle
@@ -343,6 +344,9 @@ def main(
     )
     classifier = OnnxClassifier(session, primary.meta.max_positions)
     ids, mask = pad_batch(primary.tokenizer.encode([" ".join(tokens)]).ids)
+    console.print("timing each stage of the request path in this process")
+    stage_settings = settings.model_copy(update={"shadow_models": list(DEFAULT_SHADOWS)})
+    stages = stage_timings(bundles, stage_settings, body, budget.raw)
     with tempfile.TemporaryDirectory(prefix="bench_service_") as work:
         cells, raw, livez, transports, facts, redis, load = serve_and_measure(
             Path(work),
@@ -372,6 +376,7 @@ def main(
         redis=redis,
         other_load_cores=load,
         wall_s=time.perf_counter() - wall_started,
+        stages=stages,
         environment=Environment.capture(
             bentoml=bentoml.__version__,
             onnxruntime=ort.__version__,

@@ -4,7 +4,7 @@ result needs neither torch nor BentoML."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -127,6 +127,7 @@ class ServiceRun:
     other_load_cores: float | None  # used by all but this process, its servers and redis-server
     wall_s: float
     environment: Environment  # versions: bentoml, onnxruntime, httpx, uvicorn
+    stages: dict[str, Timing] = field(default_factory=dict)  # benchmarks/stage_budget.py
 
 
 # --- monitor (bench_monitor) -----------------------------------------------------------------

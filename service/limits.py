@@ -1,10 +1,9 @@
-"""ASGI middleware in front of the APIs: a header sent twice (400), body size (413), media type
-(415), malformed JSON (400), bearer token (401), and the count and log line of every 4xx by reason (service/rejections.py). BentoML has no request-body limit of
-its own.
+"""ASGI middleware in front of the API routes: a header sent twice (400), body size (413),
+media type (415), bearer token (401), and the count and log line of every 4xx by reason
+(service/rejections.py). The routes (service/routes.py) parse the body once, malformed JSON
+included.
 
-Only JSON is parsed: BentoML picks its deserializer by Content-Type, and its multipart/form one
-answers a malformed form with a 500 (and its pickle one would unpickle, were it not refused on
-the main server). A request without a Content-Type is read as JSON, as BentoML does.
+Only JSON is accepted: a request without a Content-Type is read as JSON.
 """
 
 from __future__ import annotations
@@ -21,9 +20,9 @@ Message = dict
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 LIMITED_PATHS = ("/predict", "/feedback")
-# Headers read once, here and by BentoML: sent twice, the two could read different copies (a
-# multipart Content-Type first and a JSON one last once gave BentoML's form parser a JSON body
-# and a 500), so a second copy is a 400.
+# Headers read once: sent twice, two readers could read different copies (a multipart
+# Content-Type first and a JSON one last once gave BentoML's form parser a JSON body and a
+# 500), so a second copy is a 400.
 SINGLE_HEADERS = (b"content-type", b"content-length", b"authorization")
 
 
@@ -93,19 +92,6 @@ class RequestLimits:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        try:
-            json.loads(body)
-        except ValueError as exc:
-            await self._reject(
-                send, endpoint, 400, "malformed_json", f"body: malformed JSON: {exc}"
-            )
-            return
-        except RecursionError:  # nesting deeper than the parser's stack: never a valid request
-            await self._reject(
-                send, endpoint, 400, "malformed_json", "body: JSON nested too deeply"
-            )
-            return
-
         replayed = False
 
         async def replay() -> Message:

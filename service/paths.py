@@ -59,9 +59,14 @@ class KnownPaths:
 
 @attrs.define
 class PathBoundService(Service):
-    """BentoML's service, its ASGI app wrapped in `KnownPaths`. No attribute of its own, so a
-    service made by `bentoml.service` can take this class (see service.py)."""
+    """BentoML's service, its ASGI app behind `front` (service.py: the limits and the lean
+    routes) and `KnownPaths`. No attribute of its own, so a service made by `bentoml.service`
+    can take this class (see service.py)."""
 
     def to_asgi(self, is_main: bool = True):
         app = super().to_asgi(is_main)
-        return KnownPaths(app, served_paths(app))
+        return KnownPaths(self.front(app), served_paths(app))
+
+    def front(self, app):
+        """What serves ahead of BentoML's own app; override it."""
+        return app

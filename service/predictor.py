@@ -42,11 +42,17 @@ class Predictor:
     """Classifies instances with the primary (or a requested) model, shadows on the side."""
 
     def __init__(
-        self, bundles: dict[str, tuple[ModelBundle, str]], settings: ServiceSettings
+        self,
+        bundles: dict[str, tuple[ModelBundle, str]],
+        settings: ServiceSettings,
+        shadows_only: bool = False,
     ) -> None:
+        """`shadows_only`: load the shadow models alone, to run `run_shadows` (the shadow
+        process: service/shadow_process.py); `predict` then cannot run."""
         self.settings = settings
         self.models: dict[str, LoadedModel] = {}
-        for name in settings.models:
+        names = settings.models[1:] if shadows_only else settings.models
+        for name in names:
             if name not in bundles:
                 raise StartupError(f"model {name!r} is configured but no bundle was given for it")
             bundle, version = bundles[name]
@@ -62,7 +68,7 @@ class Predictor:
                 settings.prefer_gpu,
             )
             self.models[name] = LoadedModel(name, version, bundle, classifier)
-        self.primary = self.models[settings.primary_name]
+        self.primary = self.models.get(settings.primary_name)
         self.shadows = [m for n, m in self.models.items() if n != settings.primary_name]
 
     def warm_up(self) -> None:

@@ -120,3 +120,28 @@ feedback_labels = Counter(
     documentation="Labels received on /feedback: accepted (first for the request) or duplicate.",
     labelnames=["result"],
 )
+# /predict and /feedback are served ahead of BentoML's API layer (service/routes.py), so its
+# bentoml_service_request_* series do not see them; these take their place, same labels.
+# service_name is BentoML's service name, as on its series: alerts group by it.
+http_requests = Counter(
+    name="shiftwatch_http_requests_total",
+    documentation="Requests to /predict and /feedback, by endpoint and response status.",
+    labelnames=["service_name", "endpoint", "http_response_code"],
+)
+http_request_seconds = Histogram(
+    name="shiftwatch_http_request_duration_seconds",
+    documentation="Seconds from a request's arrival to its answer, by endpoint and status.",
+    labelnames=["service_name", "endpoint", "http_response_code"],
+    buckets=LATENCY_BUCKETS,
+)
+http_in_progress = Gauge(
+    name="shiftwatch_http_requests_in_progress",
+    documentation="Requests to /predict and /feedback being served (all workers).",
+    labelnames=["service_name", "endpoint"],
+    multiprocess_mode="livesum",
+)
+batch_queue = Gauge(
+    name="shiftwatch_batch_queue_requests",
+    documentation="/predict requests waiting for the next inference batch (all workers).",
+    multiprocess_mode="livesum",
+)

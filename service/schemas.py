@@ -140,3 +140,12 @@ FeedbackItems = Annotated[list[FeedbackItem], count_limit("labels", "label", "ma
 class FeedbackReceipt(BaseModel):
     accepted: int  # label events written (each distinct request id and label once)
     duplicates: int  # labels for request ids already labelled here (counted, not written)
+
+
+# The request bodies as a whole, as BentoML's API layer names them: the argument is the field.
+class PredictRequest(BaseModel):
+    instances: Instances
+
+
+class FeedbackRequest(BaseModel):
+    labels: FeedbackItems

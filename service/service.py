@@ -14,6 +14,7 @@ import threading
 import time
 from collections import OrderedDict
 
+import attrs
 import bentoml
 from bentoml.exceptions import BentoMLException
 from bentoml.models import BentoModel
@@ -22,11 +23,21 @@ from starlette.responses import JSONResponse
 
 from service import prometheus
 from service.event_log import open_event_log
-from service.limits import LIMITED_PATHS, RequestLimits
+from service.limits import RequestLimits
 from service.paths import PathBoundService
 from service.predictor import Predictor, StartupError
-from service.rejections import QuietClientErrors, reject
-from service.schemas import FeedbackItems, FeedbackReceipt, Instances, Predictions
+from service.rejections import reject
+from service.routes import ApiRoutes
+from service.schemas import (
+    FeedbackItem,
+    FeedbackItems,
+    FeedbackReceipt,
+    Instance,
+    Instances,
+    Prediction,
+    Predictions,
+)
+from service.shadow_process import ShadowProcess
 from service.shadows import ShadowWorker
 from shiftwatch.bundle import BundleError, ModelBundle
 from shiftwatch.events import LabelEvent
@@ -131,7 +142,6 @@ class Shiftwatch:
 
     def __init__(self) -> None:
         self.ready = False
-        QuietClientErrors(LIMITED_PATHS).install()
         try:
             feedback_token()
         except FeedbackAccessError as exc:
@@ -146,9 +156,12 @@ class Shiftwatch:
         # A label must be one that some loaded model can predict.
         self.labels = set().union(*(m.labels for m in self.predictor.models.values()))
         self.event_log = open_event_log(SETTINGS)
-        self.shadow_worker = ShadowWorker(
-            self.predictor.run_shadows, self.record, SETTINGS.shadow_queue
-        ).start()
+        # The shadows run in a process of their own (service/shadow_process.py); this one
+        # keeps their sessions too, for requests that name a shadow model.
+        shadows = {m.name: (str(m.bundle.path), m.version) for m in self.predictor.shadows}
+        self.shadow_process = ShadowProcess(shadows).start() if shadows else None
+        run_shadows = self.shadow_process.run_shadows if shadows else self.predictor.run_shadows
+        self.shadow_worker = ShadowWorker(run_shadows, self.record, SETTINGS.shadow_queue).start()
         # Recent (request id, label) pairs: the same label sent again is counted, not logged.
         self.labelled: OrderedDict[tuple[str, str], None] = OrderedDict()
         self.last_request = time.monotonic()  # of /predict or /feedback: the drain's clock
@@ -223,17 +236,14 @@ class Shiftwatch:
     def shutdown(self) -> None:
         self.ready = False
         self.shadow_worker.close()  # its events go to the event log, closed after it
+        if self.shadow_process is not None:
+            self.shadow_process.stop()
         if self.event_log is not None:
             self.event_log.close()
 
-    @bentoml.api(
-        route="/predict",
-        batchable=SETTINGS.batching,
-        max_batch_size=SETTINGS.max_batch_size,
-        max_latency_ms=SETTINGS.max_latency_ms,
-    )
-    def predict(self, instances: Instances) -> Predictions:
-        """Classify 1..N sequences (`tokens` or `text`) with the primary or a named model."""
+    def answer_instances(self, instances: list[Instance]) -> list[Prediction]:
+        """Classify a batch of instances (those of one or more requests: service/batcher.py);
+        their events go to the event log, the shadows' part after the answer."""
         self.last_request = time.monotonic()
         predictions, events, shadow_work = self.predictor.predict(instances)
         self.record(events)
@@ -241,8 +251,7 @@ class Shiftwatch:
             self.shadow_worker.submit(shadow_work)
         return predictions
 
-    @bentoml.api(route="/feedback")
-    def feedback(self, labels: FeedbackItems) -> FeedbackReceipt:
+    def take_labels(self, labels: list[FeedbackItem]) -> FeedbackReceipt:
         """True labels for served request ids. Each distinct (id, label) is logged once; the
         monitor joins a label only to a prediction served before it, so a label posted
         for an id before its request was served (a guess, a forgery) cannot take the place
@@ -268,6 +277,18 @@ class Shiftwatch:
         self.record(events)
         return FeedbackReceipt(accepted=len(events), duplicates=duplicates)
 
+    # The HTTP API as BentoML declares it: its OpenAPI schema, docs page and clients. Requests
+    # to these paths are served by service/routes.py, which calls the same two methods.
+    @bentoml.api(route="/predict")
+    def predict(self, instances: Instances) -> Predictions:
+        """Classify 1..N sequences (`tokens` or `text`) with the primary or a named model."""
+        return self.answer_instances(instances)
+
+    @bentoml.api(route="/feedback")
+    def feedback(self, labels: FeedbackItems) -> FeedbackReceipt:
+        """True labels for served request ids (see `take_labels`)."""
+        return self.take_labels(labels)
+
 
 for _index, _reference in enumerate(MODEL_REFERENCES.values()):
     setattr(Shiftwatch, f"model_reference_{_index}", _reference)
@@ -285,12 +306,19 @@ Shiftwatch = bentoml.service(
         {"name": "SHIFTWATCH_SHADOW_MODELS", "value": ",".join(SETTINGS.shadow_models)},
     ],
 )(Shiftwatch)
-# Unknown paths are refused outside BentoML's own middlewares (service/paths.py): BentoML
-# offers no hook ahead of its metrics, so the service takes a subclass that wraps its app.
-Shiftwatch.__class__ = PathBoundService
+
+
+@attrs.define
+class LeanService(PathBoundService):
+    """The limits and the two API routes ahead of BentoML's app (service/routes.py)."""
+
+    def front(self, app):
+        routes = ApiRoutes(app, SETTINGS, self.name)
+        return RequestLimits(routes, SETTINGS.max_body_bytes, FEEDBACK_TOKEN)
+
+
+# Unknown paths are refused and the API served outside BentoML's own middlewares
+# (service/paths.py, service/routes.py): BentoML offers no hook ahead of its metrics, so the
+# service takes a subclass that wraps its app.
+Shiftwatch.__class__ = LeanService
 Shiftwatch.add_asgi_middleware(ModelCatalog)
-Shiftwatch.add_asgi_middleware(
-    RequestLimits,
-    max_body_bytes=SETTINGS.max_body_bytes,
-    feedback_token=FEEDBACK_TOKEN,
-)

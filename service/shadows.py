@@ -1,7 +1,9 @@
-"""Shadow models off the request path: a bounded background worker in the serving process.
+"""Shadow models off the request path: a bounded queue and a background thread that hands the
+waiting work to the shadows (service/shadow_process.py: a process of their own) in batches.
 
 A request is answered as soon as the primary has answered; its sequences then wait here
 for the shadow models, and their prediction events are written once the shadows finish.
+Whatever queued while the shadows ran goes to them as one batch.
 Guarantees:
 - never blocks a prediction: `submit` only enqueues; when more than `capacity` sequences
   are waiting (the worker is saturated) the events are written at once with every shadow
@@ -39,6 +41,18 @@ class ShadowWork:
 
     def __len__(self) -> int:
         return len(self.texts)
+
+    @classmethod
+    def merged(cls, works: list[ShadowWork]) -> ShadowWork:
+        """Several requests' work as one batch for the shadows (their encodings dropped)."""
+        if len(works) == 1:
+            return works[0]
+        return cls(
+            [text for work in works for text in work.texts],
+            {},
+            [event for work in works for event in work.events],
+            works[0].shadow_names,
+        )
 
     def skipped(self) -> list[PredictionEvent]:
         """The events with every shadow marked skipped (no shadow outputs)."""
@@ -110,16 +124,18 @@ class ShadowWorker:
         return jobs
 
     def _next(self) -> ShadowWork | None:
-        """The oldest waiting work; None once closing with nothing left."""
+        """Everything waiting, as one batch (one run of the shadows, however many requests
+        queued meanwhile); None once closing with nothing left."""
         with self._changed:
             while not self._jobs and not self._closing:
                 self._changed.wait()
             if not self._jobs:
                 return None
-            work = self._jobs.popleft()
-            self._waiting -= len(work)
-            prometheus.shadow_queue.set(self._waiting)
-            return work
+            jobs = list(self._jobs)
+            self._jobs.clear()
+            self._waiting = 0
+            prometheus.shadow_queue.set(0)
+        return ShadowWork.merged(jobs)
 
     def _serve(self) -> None:
         while (work := self._next()) is not None:

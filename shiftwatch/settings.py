@@ -139,16 +139,16 @@ class ServiceSettings(SharedSettings):
 
     batching: bool = True  # adaptive batching of /predict across concurrent requests
     max_batch_size: int = Field(128, ge=1)  # instances per adaptive batch (>= max_instances)
-    # BentoML answers 503 when it predicts a request would wait in the batch queue longer than
-    # this; 20 ms turned most requests at 32 clients away (docs/benchmarks.md), 1 s does not.
+    # A request that waited longer than this in the batch queue is answered 503 (the service is
+    # overloaded: service/batcher.py).
     max_latency_ms: int = Field(1000, ge=1)
     inference_batch: int = Field(32, ge=1)  # sequences per session.run, grouped by length
-    # Requests handled at once by the worker (BentoML traffic.max_concurrency); beyond it BentoML
-    # answers 429 at once ("Too many requests"), /livez /readyz /metrics exempt. Together with
+    # Requests to /predict and /feedback handled at once by the worker; beyond it 429 at once
+    # ("Too many requests"), /livez /readyz /metrics exempt (service/routes.py). Together with
     # the 503 of the batch queue (max_latency_ms) and the request timeout (504), an overload
     # is refused quickly instead of queueing without bound.
     max_concurrency: int = Field(32, ge=1)
-    request_timeout_seconds: float = Field(30.0, gt=0)  # BentoML answers 504 past this
+    request_timeout_seconds: float = Field(30.0, gt=0)  # answered 504 past this
     # On SIGTERM: /readyz answers 503 at once while requests are still served for at most this
     # long (so a load balancer stops routing here), then in-flight requests finish and the
     # process exits. SIGINT (Ctrl-C) skips the wait. 0: no wait.

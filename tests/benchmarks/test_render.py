@@ -16,6 +16,7 @@ from benchmarks.machine import Environment
 from benchmarks.ort_profile import OpProfile
 from benchmarks.render import estimation, inference, reproduction, service
 from benchmarks.render.markdown import ROOT, project_path, write_section
+from benchmarks.stage_budget import STAGES
 from benchmarks.timing import RepetitionBudget, Timing
 from shiftwatch.settings import ServiceSettings
 from tests.benchmarks import render_inputs as F
@@ -125,6 +126,10 @@ def service_run(quick: bool, load: float | None) -> results.ServiceRun:
         other_load_cores=load,
         wall_s=150.4,
         environment=environment(),
+        stages={
+            name: Timing(F.samples(0.02 * (k + 1), 50, seed=20 + k))
+            for k, (name, _) in enumerate(STAGES)
+        },
     )
 
 

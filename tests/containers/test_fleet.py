@@ -74,11 +74,11 @@ def replica_metrics(stack: Stack) -> dict[str, str]:
 
 
 def served(metrics: str, endpoint: str) -> float:
-    """Requests to `endpoint` this replica answered 200 (BentoML's request counter)."""
+    """Requests to `endpoint` this replica answered 200 (its request counter)."""
     return sum(
         float(line.rsplit(" ", 1)[1])
         for line in metrics.splitlines()
-        if line.startswith("bentoml_service_request_total{")
+        if line.startswith("shiftwatch_http_requests_total{")
         and f'endpoint="{endpoint}"' in line
         and 'http_response_code="200"' in line
     )

@@ -26,7 +26,6 @@ BENTOML_METRICS = {
     "bentoml_service_request_total",
     "bentoml_service_request_duration_seconds",
     "bentoml_service_request_in_progress",
-    "bentoml_service_adaptive_batch_size",
     "bentoml_service_last_request_timestamp_seconds",
 }
 SERIES_SUFFIXES = ("", "_total", "_bucket", "_sum", "_count", "_created")

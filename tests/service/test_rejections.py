@@ -4,14 +4,10 @@ access lines of 4xx dropped, those of 5xx kept."""
 from __future__ import annotations
 
 import logging
-import sys
 
 import pytest
-from bentoml.exceptions import InternalServerError, InvalidArgument
-from pydantic import BaseModel, ValidationError
 
-from service.limits import LIMITED_PATHS
-from service.rejections import BENTOML_ACCESS, BENTOML_ERRORS, QuietClientErrors, RejectionLog
+from service.rejections import RejectionLog
 
 pytestmark = pytest.mark.unit
 
@@ -44,54 +40,3 @@ def test_one_line_per_rejection_up_to_the_rate_limit(caplog: pytest.LogCaptureFi
         "lines per 10 s)",
     ]
     assert all(r.levelno == logging.WARNING and r.exc_info is None for r in caplog.records)
-
-
-class Body(BaseModel):
-    instances: list[int]
-
-
-def error_record(exc: BaseException) -> logging.LogRecord:
-    """BentoML's record of an error raised in a request (`log_exception`)."""
-    try:
-        raise exc
-    except BaseException:
-        exc_info = sys.exc_info()
-    return logging.LogRecord(
-        BENTOML_ERRORS, logging.ERROR, __file__, 1, "Exception on %s [%s]", ("/predict", "POST"),
-        exc_info,
-    )  # fmt: skip
-
-
-def access_record(method: str, path: str, status: int) -> logging.LogRecord:
-    """BentoML's access line of a request (`AccessLogMiddleware`)."""
-    request = f"scheme=http,method={method},path={path},type=application/json,length=16"
-    response = f"status={status},type=application/json,length=213"
-    args = ("127.0.0.1:5000", request, response, 1.5)
-    return logging.LogRecord(BENTOML_ACCESS, logging.INFO, __file__, 1, "%s (%s) (%s) %.3fms", args, None)  # fmt: skip
-
-
-def validation_error() -> ValidationError:
-    try:
-        Body.model_validate({"instances": "x"})
-    except ValidationError as exc:
-        return exc
-    raise AssertionError("the body validated")
-
-
-@pytest.mark.parametrize(
-    ("record", "kept"),
-    [
-        (error_record(validation_error()), False),  # a 400
-        (error_record(InvalidArgument("bad")), False),  # a 400 from BentoML
-        (error_record(InternalServerError("broken")), True),  # a 500: traceback kept
-        (error_record(RuntimeError("model failed")), True),  # a 500 from our code
-        (access_record("POST", "/predict", 400), False),
-        (access_record("POST", "/feedback", 413), False),
-        (access_record("POST", "/predict", 200), True),
-        (access_record("POST", "/predict", 500), True),
-        (access_record("POST", "/predict", 429), True),  # BentoML's limit, before ours
-        (access_record("GET", "/models", 404), True),  # not a path the middleware logs
-    ],
-)
-def test_bentoml_lines_of_client_errors_are_dropped(record: logging.LogRecord, kept: bool) -> None:
-    assert QuietClientErrors(LIMITED_PATHS).filter(record) is kept

@@ -215,7 +215,11 @@ def test_metrics_carry_the_custom_series(live_server: dict) -> None:
         "shiftwatch_inference_seconds_bucket",
         "shiftwatch_inference_batch_size_bucket",
         'shiftwatch_event_log_events_total{type="prediction"}',
-        "bentoml_service_request_duration_seconds_bucket",
+        'shiftwatch_http_requests_total{endpoint="/predict",http_response_code="200",'
+        'service_name="shiftwatch"}',
+        'shiftwatch_http_requests_total{endpoint="/predict",http_response_code="400",'
+        'service_name="shiftwatch"}',
+        "shiftwatch_http_request_duration_seconds_bucket",
         "shiftwatch_input_long_words_total",
         f'shiftwatch_input_truncated_total{{model="{PRIMARY}"}}',
     ):
