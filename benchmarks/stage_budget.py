@@ -19,6 +19,7 @@ from service.event_log import EventLog
 from service.predictor import Predictor
 from service.routes import PREDICTIONS
 from service.schemas import PredictRequest
+from service.shadows import ShadowWork
 from shiftwatch.bundle import ModelBundle
 from shiftwatch.encoding import pad_batch
 from shiftwatch.settings import ServiceSettings
@@ -72,6 +73,8 @@ def stage_timings(
     text = [instances[0].sequence]
     ids, mask = pad_batch(primary.bundle.tokenizer.encode(text).ids)
     answers, events, work = predictor.predict(instances)
+    if work is not None:  # with shadows the primary's events wait for them, in `work`
+        events = work.events
     timings = {
         "parse and validate": time_calls(lambda: PredictRequest.model_validate_json(body), budget),
         "thread hop": hop_timing(budget),
@@ -88,6 +91,11 @@ def stage_timings(
         timings["event log append"] = time_calls(lambda: unstarted.append(events), budget)
         timings["event log writer"] = time_calls(lambda: writer.write(events), budget)
         writer.close()
-    if work is not None:
-        timings["shadows"] = time_calls(lambda: predictor.run_shadows(work), budget)
+    if work is not None:  # as the shadow process gets it: no encodings, events to complete
+
+        def shadows() -> None:
+            fresh = [event.model_copy(update={"shadows": []}) for event in events]
+            predictor.run_shadows(ShadowWork(work.texts, {}, fresh, work.shadow_names))
+
+        timings["shadows"] = time_calls(shadows, budget)
     return timings
