@@ -31,10 +31,17 @@ class RequestLimits:
     # every label refused, for a service whose /feedback access is misconfigured.
     REFUSE_ALL = "\n<no feedback token configured>\n"
 
-    def __init__(self, app, max_body_bytes: int, feedback_token: str | None = None) -> None:
+    def __init__(
+        self,
+        app,
+        max_body_bytes: int,
+        feedback_token: str | None = None,
+        service_name: str = "shiftwatch",
+    ) -> None:
         """`feedback_token`: the bearer token /feedback requires; None serves it open (only
         with SHIFTWATCH_FEEDBACK_OPEN: see ServiceSettings.feedback_access)."""
         self.app = app
+        self.service_name = service_name
         self.max_body_bytes = max_body_bytes
         self.feedback_token = feedback_token
         self.rejection_log = RejectionLog()
@@ -127,16 +134,23 @@ class RequestLimits:
     async def _reject(
         self, send: Send, endpoint: str, status: int, reason: str, message: str
     ) -> None:
+        """Answered here: counted as the routes count what they answer (service/routes.py)."""
         self._count(endpoint, status, reason)
-        body = json.dumps({"error": message}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        labels = (self.service_name, f"/{endpoint}", status)
+        prometheus.http_requests.labels(*labels).inc()
+        await send_json(send, status, json.dumps({"error": message}).encode())
+
+
+async def send_json(send: Send, status: int, body: bytes) -> None:
+    """A whole JSON response."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

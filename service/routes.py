@@ -32,6 +32,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from service import prometheus
 from service.batcher import Batcher, QueueTimeout
+from service.limits import send_json
 from service.rejections import reject
 from service.schemas import FeedbackReceipt, FeedbackRequest, Prediction, PredictRequest
 from shiftwatch.settings import ServiceSettings
@@ -69,6 +70,11 @@ class ApiRoutes:
         self.app = app
         self.settings = settings
         self.service_name = service_name
+        # Both outcomes exist at 0 from start-up: the error-ratio panel and alert read 0, not
+        # nothing, until the first 5xx.
+        for endpoint in ROUTES:
+            for status in (200, 500):
+                prometheus.http_requests.labels(service_name, endpoint, status)
         self.in_flight = 0
         self.batcher: Batcher | None = None  # made with the service instance
 
@@ -96,17 +102,7 @@ class ApiRoutes:
                 gauge.dec()
         if not isinstance(body, bytes):
             body = json.dumps(body).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await send_json(send, status, body)
         labels = (self.service_name, endpoint, status)
         prometheus.http_requests.labels(*labels).inc()
         prometheus.http_request_seconds.labels(*labels).observe(time.perf_counter() - started)
@@ -116,8 +112,8 @@ class ApiRoutes:
             service = bentoml.get_current_service()
         except BentoMLException:
             service = None
-        if service is None or not service.ready:
-            raise Answer(503, {"error": "the service is not ready (models loading or stopping)"})
+        if service is None:  # set once the models are loaded; still set while draining
+            raise Answer(503, {"error": "the service is not ready (models loading)"})
         if self.batcher is None:
             self.batcher = Batcher(
                 service.answer_instances,

@@ -314,7 +314,7 @@ class LeanService(PathBoundService):
 
     def front(self, app):
         routes = ApiRoutes(app, SETTINGS, self.name)
-        return RequestLimits(routes, SETTINGS.max_body_bytes, FEEDBACK_TOKEN)
+        return RequestLimits(routes, SETTINGS.max_body_bytes, FEEDBACK_TOKEN, self.name)
 
 
 # Unknown paths are refused and the API served outside BentoML's own middlewares

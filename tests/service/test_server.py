@@ -204,6 +204,7 @@ def test_feedback_round_trip(live_server: dict) -> None:
 def test_metrics_carry_the_custom_series(live_server: dict) -> None:
     httpx.post(live_server["url"] + "/predict", json={"instances": [{"text": "kw1_2 w3 w4"}]})
     httpx.post(live_server["url"] + "/predict", json={"instances": [{"tokens": []}]})
+    httpx.post(live_server["url"] + "/predict", content=b"x" * 70_000)  # refused by the limits
     text = httpx.get(live_server["url"] + "/metrics").text
     for series in (
         f'shiftwatch_predictions_total{{model="{PRIMARY}"',
@@ -218,6 +219,8 @@ def test_metrics_carry_the_custom_series(live_server: dict) -> None:
         'shiftwatch_http_requests_total{endpoint="/predict",http_response_code="200",'
         'service_name="shiftwatch"}',
         'shiftwatch_http_requests_total{endpoint="/predict",http_response_code="400",'
+        'service_name="shiftwatch"}',
+        'shiftwatch_http_requests_total{endpoint="/predict",http_response_code="413",'
         'service_name="shiftwatch"}',
         "shiftwatch_http_request_duration_seconds_bucket",
         "shiftwatch_input_long_words_total",
