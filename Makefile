@@ -177,8 +177,8 @@ bench-images: setup models container-engine
 	{ podman image exists $(BASE_TAG) || $(MAKE) base-image ENGINE=podman; } && \
 	$(PY) -m benchmarks.bench_images --engine podman --base-image $(BASE_TAG) $(BENCH_ARGS)
 
-.PHONY: bench bench-inference bench-service bench-monitor bench-soak bench-estimation bench-reproduction bench-reproduction-docstrings
-bench: bench-inference bench-service bench-monitor bench-soak bench-estimation bench-reproduction bench-reproduction-docstrings
+.PHONY: bench bench-inference bench-service bench-workers bench-monitor bench-soak bench-estimation bench-reproduction bench-reproduction-docstrings
+bench: bench-inference bench-service bench-workers bench-monitor bench-soak bench-estimation bench-reproduction bench-reproduction-docstrings
 
 # torch eager vs onnxruntime fp32 vs int8 on a batch x seq grid (~5 min on 2 cores).
 bench-inference: setup models
@@ -193,6 +193,10 @@ bench-service: setup models servers
 
 # Drift over a 10k-event window; ingest from files and from Redis, the Redis writer and stream
 # memory (a redis-server it starts); also the generated section of docs/scaling.md (~30 s).
+# The service at 1 and 2 workers against the bare server at 1 and 2 processes (~3 min).
+bench-workers: setup models
+	$(PY) -m benchmarks.bench_workers $(BENCH_ARGS)
+
 bench-monitor: setup models servers
 	$(PY) -m benchmarks.bench_monitor
 

@@ -144,10 +144,14 @@ class Server:
         return cls._spawn(name, command, env, workdir)
 
     @classmethod
-    def start_bare(cls, name: str, env: dict[str, str], workdir: Path) -> Server:
-        """Start benchmarks/bare_server.py on uvicorn (env: its bundle and threads)."""
+    def start_bare(
+        cls, name: str, env: dict[str, str], workdir: Path, processes: int = 1
+    ) -> Server:
+        """Start benchmarks/bare_server.py on uvicorn (env: its bundle and threads), with
+        `processes` uvicorn workers."""
         workdir.mkdir(parents=True, exist_ok=True)
         command = ["uvicorn", "--factory", "benchmarks.bare_server:make_app"]
+        command += ["--workers", str(processes)] if processes > 1 else []
         return cls._spawn(name, command, env, workdir, metrics=False)
 
     @classmethod

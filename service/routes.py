@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 
 import bentoml
@@ -76,6 +77,8 @@ class ApiRoutes:
             for status in (200, 500):
                 prometheus.http_requests.labels(service_name, endpoint, status)
         self.in_flight = 0
+        # SHIFTWATCH_MAX_CONCURRENCY is the service's; each worker takes its share, as BentoML's.
+        self.max_in_flight = math.ceil(settings.max_concurrency / settings.workers)
         self.batcher: Batcher | None = None  # made with the service instance
 
     async def __call__(self, scope, receive, send) -> None:
@@ -85,7 +88,7 @@ class ApiRoutes:
         started = time.perf_counter()
         endpoint = scope["path"]
         gauge = prometheus.http_in_progress.labels(self.service_name, endpoint)
-        if self.in_flight >= self.settings.max_concurrency:
+        if self.in_flight >= self.max_in_flight:
             status, body = 429, {"error": "Too many requests (SHIFTWATCH_MAX_CONCURRENCY)"}
         else:
             self.in_flight += 1

@@ -294,7 +294,7 @@ for _index, _reference in enumerate(MODEL_REFERENCES.values()):
     setattr(Shiftwatch, f"model_reference_{_index}", _reference)
 Shiftwatch = bentoml.service(
     name="shiftwatch",
-    workers=1,
+    workers=SETTINGS.workers,
     traffic={
         "timeout": SETTINGS.request_timeout_seconds,
         "max_concurrency": SETTINGS.max_concurrency,

@@ -5,7 +5,8 @@ building competed with the next request for the worker's interpreter lock and co
 the default two shadows a one-client p50 was 1.35x the p50 without them. Here the worker only
 hands the answered sequences and their events to a child process (one pipe message per
 `ShadowWorker` batch) and gets the completed events back; the child loads the shadow models
-alone, from the same bundles. `ShadowWorker` keeps its guarantees (bounded queue, every event
+alone, from the same bundles, and runs at a lower priority (SHIFTWATCH_SHADOW_NICE, 19: the lowest), so
+on cores shared with the worker it takes the CPU the answers leave. `ShadowWorker` keeps its guarantees (bounded queue, every event
 delivered once, shadows skipped and counted on error, saturation or shutdown).
 
 The child is started with `spawn` (the worker has threads: onnxruntime's, the event loop's)
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import threading
 from pathlib import Path
 
@@ -41,6 +43,7 @@ def serve(connection, bundles: dict[str, tuple[str, str]]) -> None:
     from shiftwatch.settings import service_settings
 
     settings = service_settings()
+    os.nice(settings.shadow_nice)  # the answers first: this process takes what they leave
     loaded = {name: (read_bundle(Path(path)), version) for name, (path, version) in bundles.items()}
     predictor = Predictor(loaded, settings, shadows_only=True)
     predictor.warm_up()

@@ -127,6 +127,12 @@ class ServiceSettings(SharedSettings):
     # Shadows run after the answer, on one background thread; beyond this many answered
     # sequences waiting for them, new ones are logged with their shadows skipped (counted).
     shadow_queue: int = Field(1024, ge=1)
+    # The shadow process's niceness (service/shadow_process.py): it takes the CPU the answers
+    # leave; under a saturated CPU its queue fills and shadows are skipped (counted).
+    shadow_nice: int = Field(19, ge=0, le=19)
+    # Serving processes (BentoML workers), each with its own batcher, shadow process and event
+    # writer; SHIFTWATCH_MAX_CONCURRENCY is shared among them (docs/benchmarks.md: workers).
+    workers: int = Field(1, ge=1)
 
     max_instances: int = Field(64, ge=1)  # sequences in one /predict request
     # Whitespace-separated words in one sequence (a request-size bound; a model's tokenizer
@@ -143,7 +149,8 @@ class ServiceSettings(SharedSettings):
     # overloaded: service/batcher.py).
     max_latency_ms: int = Field(1000, ge=1)
     inference_batch: int = Field(32, ge=1)  # sequences per session.run, grouped by length
-    # Requests to /predict and /feedback handled at once by the worker; beyond it 429 at once
+    # Requests to /predict and /feedback handled at once (each worker takes its share, rounded
+    # up); beyond it 429 at once
     # ("Too many requests"), /livez /readyz /metrics exempt (service/routes.py). Together with
     # the 503 of the batch queue (max_latency_ms) and the request timeout (504), an overload
     # is refused quickly instead of queueing without bound.
