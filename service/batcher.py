@@ -78,6 +78,9 @@ class Batcher:
         now = time.monotonic()
         while self._waiting:
             job = self._waiting[0]
+            if job.answer.done():  # the request gave up while waiting (its timeout)
+                self._waiting.popleft()
+                continue
             if now - job.queued > self.max_wait:
                 self._waiting.popleft()
                 waited = 1000 * (now - job.queued)
@@ -96,11 +99,9 @@ class Batcher:
         return jobs
 
     def _start_batch(self) -> None:
-        jobs = [job for job in self._take() if not job.answer.cancelled()]
+        jobs = self._take()
         if not jobs:
             self._busy = False
-            if self._waiting:  # every taken job was cancelled: the rest still wait
-                self._start_batch()
             return
         self._busy = True
         items = [item for job in jobs for item in job.items]

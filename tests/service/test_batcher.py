@@ -97,3 +97,26 @@ def test_an_error_reaches_every_request_of_its_batch_and_only_those() -> None:
     assert answers[0] == ["answer-first"]
     assert all(isinstance(a, RuntimeError) for a in answers[1:3])  # boom and x together
     assert answers[3] == ["answer-y"]
+
+
+def test_a_request_that_gave_up_while_waiting_is_skipped() -> None:
+    model = Model(hold=True)
+    batcher = Batcher(model.run, max_batch_size=4, max_latency_ms=20)
+
+    async def scenario() -> list:
+        first = asyncio.create_task(batcher.submit(["first"]))
+        await asyncio.sleep(0.05)
+        gave_up = asyncio.create_task(asyncio.wait_for(batcher.submit(["gave-up"]), 0.01))
+        await asyncio.sleep(0.05)  # it timed out, and waited past the queue limit too
+        kept = asyncio.create_task(batcher.submit(["kept"]))
+        model.release.set()
+        # On a batcher that trips on the request that gave up, "kept" is never run.
+        return await asyncio.wait_for(
+            asyncio.gather(first, gave_up, kept, return_exceptions=True), 10
+        )
+
+    answers = asyncio.run(scenario())
+    assert answers[0] == ["answer-first"]
+    assert isinstance(answers[1], TimeoutError)
+    assert answers[2] == ["answer-kept"]
+    assert model.batches == [["first"], ["kept"]]
