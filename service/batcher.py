@@ -46,16 +46,11 @@ class Batcher:
         batching: bool = True,
     ) -> None:
         self.run = run
-        self.max_batch_size = max_batch_size if batching else 1
+        self.max_batch_size = max_batch_size if batching else 1  # off: one request per batch
         self.max_wait = max_latency_ms / 1000
-        self.batching = batching
         self._waiting: deque[Job] = deque()
         self._busy = False
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="inference")
-
-    @property
-    def waiting(self) -> int:
-        return len(self._waiting)
 
     async def submit(self, items: Sequence) -> list:
         """The answers for `items`, in order, once their batch has run; raises QueueTimeout
@@ -67,6 +62,7 @@ class Batcher:
         return await job.answer
 
     def close(self) -> None:
+        """Let the running batch finish and stop the inference thread."""
         self._thread.shutdown(wait=True)
 
     def _take(self) -> list[Job]:
@@ -91,7 +87,7 @@ class Batcher:
                     )
                 )
                 continue
-            if jobs and (size + len(job.items) > self.max_batch_size or not self.batching):
+            if jobs and size + len(job.items) > self.max_batch_size:
                 break
             self._waiting.popleft()
             jobs.append(job)

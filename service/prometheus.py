@@ -140,8 +140,3 @@ http_in_progress = Gauge(
     labelnames=["service_name", "endpoint"],
     multiprocess_mode="livesum",
 )
-batch_queue = Gauge(
-    name="shiftwatch_batch_queue_requests",
-    documentation="/predict requests waiting for the next inference batch (all workers).",
-    multiprocess_mode="livesum",
-)

@@ -5,7 +5,8 @@ Its middlewares (tracing, metrics by path, access log, concurrency limit, timeou
 request and response IO descriptors and its batch dispatcher came to ~2 ms per /predict on
 a 2-core machine, against 0.14 ms for session.run. Here each request is read once, parsed
 and validated in one pass from the bytes by pydantic-core (the same `Instances` and
-`FeedbackItems` types the API methods declare), batched by `Batcher`, answered with
+`FeedbackItems` types the API methods declare), batched by the service's `Batcher`
+(service/batcher.py), answered with
 pydantic-core's JSON. The API methods stay declared on the service (service.py), so its
 OpenAPI schema, docs page and `bentoml.SyncHTTPClient` are unchanged; they call the same
 `Shiftwatch` methods as these routes.
@@ -32,7 +33,7 @@ from bentoml.exceptions import BentoMLException
 from pydantic import TypeAdapter, ValidationError
 
 from service import prometheus
-from service.batcher import Batcher, QueueTimeout
+from service.batcher import QueueTimeout
 from service.limits import send_json
 from service.rejections import reject
 from service.schemas import FeedbackReceipt, FeedbackRequest, Prediction, PredictRequest
@@ -79,7 +80,6 @@ class ApiRoutes:
         self.in_flight = 0
         # SHIFTWATCH_MAX_CONCURRENCY is the service's; each worker takes its share, as BentoML's.
         self.max_in_flight = math.ceil(settings.max_concurrency / settings.workers)
-        self.batcher: Batcher | None = None  # made with the service instance
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in ROUTES:
@@ -117,13 +117,6 @@ class ApiRoutes:
             service = None
         if service is None:  # set once the models are loaded; still set while draining
             raise Answer(503, {"error": "the service is not ready (models loading)"})
-        if self.batcher is None:
-            self.batcher = Batcher(
-                service.answer_instances,
-                self.settings.max_batch_size,
-                self.settings.max_latency_ms,
-                self.settings.batching,
-            )
         return service
 
     async def answer(self, endpoint: str, body: bytes) -> bytes:
@@ -141,7 +134,7 @@ class ApiRoutes:
             raise validation_answer(exc) from None
         try:
             answers = await asyncio.wait_for(
-                self.batcher.submit(instances), self.settings.request_timeout_seconds
+                service.batcher.submit(instances), self.settings.request_timeout_seconds
             )
         except QueueTimeout as exc:
             raise Answer(503, {"error": str(exc)}) from None

@@ -22,6 +22,7 @@ from pydantic_core import PydanticCustomError, ValidationError
 from starlette.responses import JSONResponse
 
 from service import prometheus
+from service.batcher import Batcher
 from service.event_log import open_event_log
 from service.limits import RequestLimits
 from service.paths import PathBoundService
@@ -162,6 +163,13 @@ class Shiftwatch:
         self.shadow_process = ShadowProcess(shadows).start() if shadows else None
         run_shadows = self.shadow_process.run_shadows if shadows else self.predictor.run_shadows
         self.shadow_worker = ShadowWorker(run_shadows, self.record, SETTINGS.shadow_queue).start()
+        # /predict's instances, batched across requests (service/routes.py submits them).
+        self.batcher = Batcher(
+            self.answer_instances,
+            SETTINGS.max_batch_size,
+            SETTINGS.max_latency_ms,
+            SETTINGS.batching,
+        )
         # Recent (request id, label) pairs: the same label sent again is counted, not logged.
         self.labelled: OrderedDict[tuple[str, str], None] = OrderedDict()
         self.last_request = time.monotonic()  # of /predict or /feedback: the drain's clock
@@ -235,6 +243,7 @@ class Shiftwatch:
     @bentoml.on_shutdown
     def shutdown(self) -> None:
         self.ready = False
+        self.batcher.close()  # the batch running finishes; its events reach the log below
         self.shadow_worker.close()  # its events go to the event log, closed after it
         if self.shadow_process is not None:
             self.shadow_process.stop()
