@@ -356,10 +356,15 @@ class StreamReader:
         """Per stream: entries not yet delivered to the group (lag) and delivered but not
         acknowledged (pending); and the age of the oldest undelivered entry, in seconds."""
         streams, oldest = {}, None
-        for stream, group, _ in infos:
-            lag = group.get("lag")
-            if lag is None:  # Redis cannot tell after some trims and deletions: an upper bound
-                lag = self.client.xlen(stream)
+        for stream, group, info in infos:
+            delivered = entry_id(group["last-delivered-id"])
+            if delivered >= entry_id(info["last-generated-id"]):
+                lag = 0  # read to the end (Redis's own count can stay behind: below)
+            else:
+                # Redis counts lag from a read counter; after some trims and deletions it
+                # cannot tell (None): the stream's length is then an upper bound.
+                lag = group.get("lag")
+                lag = self.client.xlen(stream) if lag is None else lag
             streams[stream] = {"lag": int(lag), "pending": int(group["pending"])}
             if lag:
                 first = self.client.xrange(

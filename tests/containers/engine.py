@@ -104,16 +104,42 @@ class Stack:
         if self.log_dir is None:
             return
         for name in self.containers(running=False):
-            text = engine("logs", name, check=False, timeout=30)
-            (self.log_dir / f"{name}.log").write_text(text)
+            # both streams: Python's logging (the service's, the monitor's) writes to stderr
+            logs = subprocess.run(
+                [ENGINE, "logs", name],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                timeout=30,
+                check=False,
+            )
+            (self.log_dir / f"{name}.log").write_text(logs.stdout)
+
+    def volumes(self) -> list[str]:
+        label = f"label=com.docker.compose.project={self.project}"
+        return sorted(engine("volume", "ls", "--filter", label, "--format", "{{.Name}}").split())
+
+    def up(self, *args: str) -> None:
+        """`up -d` on a clean slate: a project left by an interrupted run (its containers, and
+        volumes holding another run's Redis streams or monitor state) is removed first."""
+        if self.containers(running=False) or self.volumes():
+            self.compose("down", "-v", "--remove-orphans", "-t", "5")
+            for volume in self.volumes():
+                engine("volume", "rm", "-f", volume)
+        self.compose("up", "-d", *args)
 
     def down(self) -> list[str]:
-        """Stop and remove the project, its volumes too; the containers left behind."""
+        """Stop and remove the project, its volumes too; the containers and volumes left
+        behind."""
         self.save_logs()
         # --remove-orphans: podman-compose stops only the first replica of a scaled service
         # otherwise; with it, every container labeled with the project.
         self.compose("down", "-v", "--remove-orphans", "-t", "45")
-        return self.containers(running=False)
+        # podman-compose removes volumes one by one and skips one still held by a container
+        # it has not removed yet (a scaled service): remove what is left, then report it.
+        for volume in self.volumes():
+            engine("volume", "rm", "-f", volume, check=False)
+        return self.containers(running=False) + self.volumes()
 
 
 def http_get_in(stack: Stack, container: str, url: str) -> str:

@@ -49,12 +49,12 @@ def stack(containers_artifacts: Path, secrets_dir: Path):
         # Ticking before `up`: a compose tool that waits for service_healthy needs the checks
         # to run while it waits.
         with HealthTicker(stack):
-            stack.compose("up", "-d")
+            stack.up()
             wait_until(lambda: httpx.get(API + "/readyz").status_code == 200, 120, "service ready")
             wait_until(lambda: httpx.get(MONITOR + "/healthz").status_code == 200, 120, "monitor")
             yield stack
     finally:
-        assert stack.down() == [], "`down` left containers behind"
+        assert stack.down() == [], "`down` left containers or volumes behind"
 
 
 def status() -> dict:

@@ -191,3 +191,23 @@ def test_entries_trimmed_before_they_were_read_are_counted(redis_server, tmp_pat
     assert c["events_prediction"] + c[("lost", "trimmed")] == 3050
     ingest.run_once()
     assert state.counters()[("lost", "trimmed")] == 3000 - kept  # counted once
+
+
+
+def test_a_group_read_to_the_end_reports_no_backlog_whatever_redis_counts(
+    redis_server, tmp_path
+) -> None:
+    """XINFO's `lag` is the stream's entries added minus the group's read counter, and that
+    counter can be left behind: the fleet's Redis, reloaded from its append-only file, kept
+    reporting 3,889 entries of lag for a group whose last delivered id was the stream's
+    last. Here the counter is set behind as `XGROUP SETID ... ENTRIESREAD` would restore it."""
+    client = redis_server.client()
+    append(client, BASELINE, [prediction(f"r{i}", float(i)) for i in range(5)])
+    ingest = ingestor(redis_server, MonitorState(tmp_path / "s.sqlite"))
+    assert drain(ingest) == 5
+    last = client.xinfo_stream(BASELINE)["last-generated-id"]
+    client.xgroup_setid(BASELINE, "g", last, entries_read=2)
+    (group,) = client.xinfo_groups(BASELINE)
+    assert (group["last-delivered-id"], group["lag"]) == (last, 3)  # Redis: 3 behind
+    result = ingest.run_once()
+    assert (result.events, result.streams[BASELINE]) == (0, {"lag": 0, "pending": 0})
