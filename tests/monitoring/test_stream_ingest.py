@@ -193,7 +193,6 @@ def test_entries_trimmed_before_they_were_read_are_counted(redis_server, tmp_pat
     assert state.counters()[("lost", "trimmed")] == 3000 - kept  # counted once
 
 
-
 def test_a_group_read_to_the_end_reports_no_backlog_whatever_redis_counts(
     redis_server, tmp_path
 ) -> None:
