@@ -92,6 +92,37 @@ def time_estimates(reference, labels: list[str], rows: int, repeats: int) -> lis
     return seconds
 
 
+def time_compute(state_path: Path, models: list[str], window: int, repeats: int) -> list[float]:
+    """`Monitor.compute`, all of it, over the state a file pass ingested: every model's window
+    of `window` rows (drift, live accuracy, every estimator, the bounds, the label-shift
+    verdict), the references read from artifacts/models as the monitor reads them."""
+    from monitoring.monitor import Monitor
+    from shiftwatch.settings import MonitorSettings
+
+    settings = MonitorSettings(
+        state_path=state_path,
+        models=models,
+        models_dir=Path("artifacts/models"),
+        window_size=window,
+        window_seconds=1e9,
+        event_log_dir=state_path.parent / "no-events",
+    )
+    monitor = Monitor(settings)
+    try:
+        seconds = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            windows = monitor.compute()
+            seconds.append(time.perf_counter() - started)
+        if any(w.rows != window for w in windows.values()):
+            raise RuntimeError(
+                f"windows of {[w.rows for w in windows.values()]} rows, not {window}"
+            )
+        return seconds
+    finally:
+        monitor.state.db.close()
+
+
 def check_counts(passes: list[IngestPass], predictions: int, labels: int, joined: int) -> None:
     """Every event counted once; `joined` labels met their prediction."""
     for p in passes:
@@ -140,6 +171,7 @@ def main() -> None:
             )
             for r in range(repeats + 1)  # the last one profiled
         ]
+        compute = time_compute(work / "file-0" / "state.sqlite", events.models, n, args.repeats)
         redis = measure_redis(work, events, repeats)
     mixed = redis.ingest["mixed"]
     check_counts(files + mixed.passes + [mixed.profile], n, n, n)
@@ -159,6 +191,7 @@ def main() -> None:
         window=args.window,
         drift_s=drift,
         estimates_s=estimates,
+        compute_s=compute,
         predictions=events.predictions,
         labels=events.labels,
         models=events.models,

@@ -145,6 +145,7 @@ class MonitorRun:
     window: int  # rows of the drift window
     drift_s: list[float]  # compute_drift, per repeat
     estimates_s: list[float]  # every label-free estimator on the same window, per repeat
+    compute_s: list[float]  # Monitor.compute over the ingested state: every model's window
     predictions: int  # prediction events ingested, each followed by its label
     labels: int
     models: list[str]  # the primary, then the shadows whose outputs ride in its events
@@ -203,8 +204,20 @@ class SoakRun:
 # --- estimation (bench_estimation; records saved as JSON) ------------------------------------
 
 ESTIMATION_EVENTS, ESTIMATION_RATE, ESTIMATION_WINDOW = 1600, 80.0, 400
-# Seconds: 40 and 240 of the window's 400 rows still unlabeled at the end.
-ESTIMATION_DELAYS = (0.5, 3.0)
+# (label coverage, label delay in seconds, traffic seed) of each run. Every request labeled
+# 0.5 s late (40 of the window's 400 rows unlabeled when the traffic ends), three seeds: the
+# label-free bound against live accuracy in every window, every estimator's error. A fifth
+# of requests labeled 10 s late (no label in the window when the traffic ends: the bound is
+# label-free until they come), three seeds: the corrected estimate. A twentieth, one seed.
+ESTIMATION_RUNS = (
+    (1.0, 0.5, 0),
+    (1.0, 0.5, 1),
+    (1.0, 0.5, 2),
+    (0.2, 10.0, 0),
+    (0.2, 10.0, 1),
+    (0.2, 10.0, 2),
+    (0.05, 10.0, 0),
+)
 
 
 # --- reproduction (bench_reproduction) -------------------------------------------------------

@@ -22,10 +22,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from monitoring import bounds
 from monitoring import estimators as est
 from shiftwatch.bundle import probability_columns
 
 HEADLINE = "atc_negative_entropy"
+# Input features whose ends make the subpopulations of the bound's margin (monitoring/bounds.py)
+SUBPOPULATION_FEATURES = ("length", "oov_share", "distinct_share", "mean_log_rank")
 SCORES = {"atc_max_confidence": est.max_confidence, "atc_negative_entropy": est.negative_entropy}
 CONFIDENCE_ESTIMATORS = (*SCORES, "doc")
 
@@ -41,6 +44,8 @@ class Calibration:
     bootstrap_thresholds: dict[str, np.ndarray]  # ATC, per score: one per resample
     crossfit_error: dict[str, float]  # mean |estimate - accuracy| over held-out folds
     joint: np.ndarray  # reference confusion matrix, for BBSE
+    subpopulation_margin: float  # the headline's worst over-statement on reference subsets
+    rows: int  # reference rows
 
     @classmethod
     def fit(cls, reference: pd.DataFrame, labels: list[str], folds: int = 5, seed: int = 0):
@@ -58,6 +63,18 @@ class Calibration:
         temperature = 1.0 if probabilities is None else est.fit_temperature(probabilities, true)
         scores = window_scores(reference, probabilities, temperature)
         thresholds = {name: est.atc_threshold(scores[name], correct) for name in SCORES}
+        verdict = scores[HEADLINE] > thresholds[HEADLINE]
+        domains = reference["domain"].fillna("unknown").to_numpy() if "domain" in reference else []
+        margin = bounds.subpopulation_margin(
+            verdict,
+            correct,
+            {str(d): domains == d for d in sorted(set(domains))},
+            {
+                f: reference[f].to_numpy(dtype=np.float64)
+                for f in SUBPOPULATION_FEATURES
+                if f in reference
+            },
+        )
         rng = np.random.default_rng(seed)
         resamples = rng.integers(0, len(reference), size=(200, len(reference)))
         return cls(
@@ -73,15 +90,20 @@ class Calibration:
             },
             crossfit_error=_crossfit(reference, probabilities, true, correct, folds, rng),
             joint=est.confusion(predicted, true, len(labels)),
+            subpopulation_margin=margin,
+            rows=len(reference),
         )
 
-    def usable(self, window: pd.DataFrame) -> pd.DataFrame:
-        """The rows the estimates can use: when calibrated, those with probabilities (rows
-        a state file kept from before they were stored have none, and their uncalibrated
-        scores do not compare with calibrated thresholds)."""
-        if not self.calibrated or not len(window):
-            return window
-        return window[~np.isnan(window_probabilities(window, self.labels)).any(axis=1)]
+    def scored(self, window: pd.DataFrame) -> Scored:
+        """The rows the estimates can use, with their calibrated scores, computed once: when
+        calibrated, the rows with probabilities (rows a state file kept from before they were
+        stored have none, and their uncalibrated scores do not compare with calibrated
+        thresholds)."""
+        probabilities = window_probabilities(window, self.labels)
+        if self.calibrated and probabilities is not None:
+            keep = ~np.isnan(probabilities).any(axis=1)
+            window, probabilities = window[keep], probabilities[keep]
+        return Scored(window, window_scores(window, probabilities, self.temperature))
 
     def scores(self, window: pd.DataFrame) -> dict[str, np.ndarray]:
         """The calibrated scores of `window` rows (columns of `MonitorState.window`), computed
@@ -117,7 +139,23 @@ class Calibration:
                 for name, t in self.bootstrap_thresholds.items()
             },
             "crossfit_error": self.crossfit_error,
+            "subpopulation_margin": self.subpopulation_margin,
         }
+
+
+@dataclass(frozen=True)
+class Scored:
+    """A window's usable rows and their calibrated scores (see `Calibration.scored`)."""
+
+    frame: pd.DataFrame
+    scores: dict[str, np.ndarray]
+
+    def where(self, mask: np.ndarray) -> Scored:
+        return Scored(self.frame[mask], {name: s[mask] for name, s in self.scores.items()})
+
+    @property
+    def labeled(self) -> Scored:
+        return self.where(self.frame["label"].notna().to_numpy())
 
 
 @dataclass(frozen=True)
@@ -138,8 +176,7 @@ class Estimate:
 
 def window_estimates(
     calibration: Calibration,
-    frame: pd.DataFrame,
-    labeled: pd.DataFrame,
+    window: Scored,
     live: float,
     agreed: tuple[float | None, float | None],
     minimum: int,
@@ -147,18 +184,18 @@ def window_estimates(
     """Every estimator on all window rows (`estimate`) and on the labeled rows (`paired`),
     with `error` = paired − `live` (accuracy on those same rows); none from fewer than
     `minimum` rows. `agreed`: the agreement estimate on all and on labeled rows."""
-    frame, labeled = calibration.usable(frame), calibration.usable(labeled)
     on_all, on_labeled, intervals = {}, {}, {}
     for rows, out, agreement, with_intervals in (
-        (frame, on_all, agreed[0], True),
-        (labeled, on_labeled, agreed[1], False),
+        (window, on_all, agreed[0], True),
+        (window.labeled, on_labeled, agreed[1], False),
     ):
-        if len(rows) >= minimum:
-            scores = calibration.scores(rows)
-            out.update(calibration.estimates(scores))
-            out["bbse"] = calibration.label_shift(rows).implied_accuracy
+        if len(rows.frame) >= minimum:
+            out.update(calibration.estimates(rows.scores))
+            out["bbse"] = calibration.label_shift(rows.frame).implied_accuracy
             if with_intervals:  # the exported estimate's uncertainty (all rows)
-                intervals = {name: tuple(calibration.interval(name, scores)) for name in SCORES}
+                intervals = {
+                    name: tuple(calibration.interval(name, rows.scores)) for name in SCORES
+                }
         if agreement is not None:
             out["agreement"] = agreement
     estimates = {}
@@ -167,6 +204,62 @@ def window_estimates(
         error = None if paired is None else paired - live
         estimates[name] = Estimate(on_all.get(name), paired, error, intervals.get(name))
     return estimates
+
+
+def window_bound(
+    calibration: Calibration,
+    window: Scored,
+    peers: dict[str, tuple[float, int, float, int]],
+    minimum: int,
+    min_labels: int,
+) -> bounds.AccuracyBound | None:
+    """The model's accuracy bounds on its window (monitoring/bounds.py); None from fewer than
+    `minimum` usable rows. `peers`: see `peer_disagreements`."""
+    frame, scores = window.frame, window.scores[HEADLINE]
+    if len(frame) < minimum:
+        return None
+    shares = est.atc(calibration.bootstrap_thresholds[HEADLINE], scores)
+    labeled = frame["label"].notna().to_numpy()
+    corrected = None
+    if labeled.sum() >= min_labels:
+        verdict = (scores > calibration.thresholds[HEADLINE]).astype(np.float64)
+        correct = (frame["label"] == frame["predicted_label"]).to_numpy(dtype=np.float64)
+        corrected = bounds.corrected_estimate(verdict, correct, labeled)
+    return bounds.AccuracyBound(
+        confidence_term=bounds.confidence_term(shares, calibration.subpopulation_margin),
+        peer_term=bounds.peer_term(calibration.reference_accuracy, calibration.rows, peers),
+        corrected=corrected,
+    )
+
+
+def peer_disagreements(
+    reference_predictions: dict[str, dict[str, str]],
+    frames: dict[str, pd.DataFrame],
+    minimum: int,
+) -> dict[str, dict[str, tuple[float, int, float, int]]]:
+    """For each model, per peer: (disagreement on the reference rows both answered, those
+    rows, disagreement on the window's requests both answered, those requests); peers with
+    fewer than `minimum` shared rows on either side are left out."""
+    answers = {
+        name: dict(zip(frame["request_id"], frame["predicted_label"], strict=True))
+        if len(frame)
+        else {}
+        for name, frame in frames.items()
+    }
+    result: dict[str, dict[str, tuple[float, int, float, int]]] = {name: {} for name in frames}
+    for a, b in est.pairs(list(frames)):
+        on_reference = _disagreement(reference_predictions[a], reference_predictions[b])
+        on_window = _disagreement(answers[a], answers[b])
+        if min(on_reference[1], on_window[1]) >= minimum:
+            result[a][b] = (*on_reference, *on_window)
+            result[b][a] = (*on_reference, *on_window)
+    return result
+
+
+def _disagreement(a: dict, b: dict) -> tuple[float, int]:
+    shared = a.keys() & b.keys()
+    rate = sum(a[k] != b[k] for k in shared) / len(shared) if shared else 0.0
+    return rate, len(shared)
 
 
 def agreement_estimates(
@@ -209,20 +302,18 @@ def window_probabilities(window: pd.DataFrame, labels: list[str]) -> np.ndarray 
         return None
     rank = {label: i for i, label in enumerate(sorted(labels))}
     order = [rank[label] for label in labels]
-    missing = np.full(len(labels), np.nan)
-    return np.vstack(
-        [
-            missing if p is None or len(p) != len(labels) else p[order]
-            for p in window["probabilities"]
-        ]
-    ).astype(np.float64)
+    missing = np.full(len(labels), np.nan, dtype=np.float32)
+    rows = [
+        p if p is not None and len(p) == len(labels) else missing for p in window["probabilities"]
+    ]
+    return np.stack(rows).astype(np.float64)[:, order]
 
 
 def window_scores(
     frame: pd.DataFrame, probabilities: np.ndarray | None, temperature: float
 ) -> dict[str, np.ndarray]:
     """Calibrated scores per row: max probability (`confidence` and the ATC score) and
-    negative entropy (uncalibrated for rows without probabilities: see `usable`)."""
+    negative entropy (uncalibrated for rows without probabilities: see `Calibration.scored`)."""
     confidence = frame["confidence"].to_numpy(dtype=np.float64)
     negative_entropy = -frame["entropy"].to_numpy(dtype=np.float64)
     if probabilities is not None and temperature != 1.0:

@@ -106,6 +106,27 @@ WINDOW_SERIES = {
         "BBSE's estimate of the window's class priors.",
         ["model", "class"],
     ),
+    "bound": (
+        "shiftwatch_accuracy_lower_bound_ratio",
+        "Lower bound on the window's accuracy: the corrected one once enough rows are labeled, "
+        "else the label-free one (see accuracy_bound_basis_info).",
+        ["model"],
+    ),
+    "basis": (
+        "shiftwatch_accuracy_bound_basis_info",
+        "1 for what the lower bound rests on: label_free or labels.",
+        ["model", "basis"],
+    ),
+    "label_free_bound": (
+        "shiftwatch_label_free_lower_bound_ratio",
+        "Label-free lower bound: the lower of the confidence and the peer terms.",
+        ["model"],
+    ),
+    "corrected": (
+        "shiftwatch_corrected_accuracy_ratio",
+        "The headline estimate corrected by its error on the window's labeled rows.",
+        ["model"],
+    ),
     "ref": ("shiftwatch_reference_accuracy_ratio", "Accuracy on the reference window.", ["model"]),
     "gap": ("shiftwatch_deployment_gap_ratio", "Reference minus live accuracy.", ["model"]),
     "err": (
@@ -163,6 +184,14 @@ class MonitorCollector(Collector):
         for stage in ("ingest", "compute"):
             failing.add_metric([stage], int(stage in snapshot.failing))
         yield failing
+        if self.monitor.settings.accuracy_slo is not None:
+            slo = _gauge(
+                "shiftwatch_accuracy_slo_ratio",
+                "The accuracy the team promises (SHIFTWATCH_MONITOR_ACCURACY_SLO).",
+                [],
+            )
+            slo.add_metric([], self.monitor.settings.accuracy_slo)
+            yield slo
         state = _gauge(
             "shiftwatch_monitor_state_bytes", "Size of the monitor's SQLite state on disk.", []
         )
@@ -300,6 +329,12 @@ class MonitorCollector(Collector):
                     g["by_estimator"].add_metric([model, estimator], estimate.estimate)
                 if estimate.error is not None:
                     g["estimator_error"].add_metric([model, estimator], estimate.error)
+            if w.bound is not None:
+                g["bound"].add_metric([model], w.bound.value)
+                g["basis"].add_metric([model, w.bound.basis], 1.0)
+                g["label_free_bound"].add_metric([model], w.bound.label_free)
+                if w.bound.corrected is not None:
+                    g["corrected"].add_metric([model], w.bound.corrected.estimate)
             if w.label_shift is not None:
                 g["ls"].add_metric([model], float(w.label_shift.detected))
                 g["ls_distance"].add_metric([model], w.label_shift.distance)

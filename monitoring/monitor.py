@@ -13,6 +13,8 @@ from monitoring.accuracy import live_accuracy
 from monitoring.calibration import (
     Calibration,
     agreement_estimates,
+    peer_disagreements,
+    window_bound,
     window_estimates,
 )
 from monitoring.counters import CounterKey
@@ -202,6 +204,11 @@ class Monitor:
             frames,
             self.settings.min_estimate_rows,
         )
+        peers = peer_disagreements(
+            {n: r.predictions for n, r in self.references.items()},
+            frames,
+            self.settings.min_estimate_rows,
+        )
         windows = {}
         for name, reference in self.references.items():
             frame = frames[name]
@@ -216,23 +223,35 @@ class Monitor:
             labeled = frame[frame["label"].notna()] if len(frame) else frame
             live = live_accuracy(labeled.assign(domain=labeled["domain"].fillna("unknown")))
             enough = len(frame) >= self.settings.min_estimate_rows
+            scored = reference.calibration.scored(frame)
             windows[name] = ModelWindow(
                 rows=len(frame),
                 drift=drift,
                 live=live,
                 estimates=window_estimates(
                     reference.calibration,
-                    frame,
-                    labeled,
+                    scored,
                     live.accuracy,
                     agreed[name],
                     self.settings.min_estimate_rows,
                 ),
                 label_shift=label_shift_verdict(
-                    reference.calibration, reference.frame, frame, drift, self.drift_config
+                    reference.calibration,
+                    reference.frame,
+                    frame,
+                    drift,
+                    self.drift_config,
+                    reference.embedding_columns,
                 )
                 if enough and drift is not None
                 else None,
+                bound=window_bound(
+                    reference.calibration,
+                    scored,
+                    peers[name],
+                    self.settings.min_estimate_rows,
+                    self.settings.min_correction_labels,
+                ),
                 reference_accuracy=reference.calibration.reference_accuracy,
                 frame=frame,
                 notes=reference.notes,

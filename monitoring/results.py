@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from monitoring.accuracy import LiveAccuracy
+from monitoring.bounds import AccuracyBound
 from monitoring.calibration import HEADLINE, Estimate
 from monitoring.counters import CounterKey, counter_tree
 from monitoring.drift import DriftResult
@@ -26,6 +27,7 @@ class ModelWindow:
     live: LiveAccuracy
     estimates: dict[str, Estimate]  # by estimator
     label_shift: LabelShiftVerdict | None
+    bound: AccuracyBound | None  # None under the minimum of rows
     reference_accuracy: float
     frame: pd.DataFrame  # the window itself, for /report
     notes: list[str]  # what was not computed, and why
@@ -61,6 +63,7 @@ class ModelWindow:
             "headline_estimator": HEADLINE,
             "estimates": {name: e.to_dict() for name, e in self.estimates.items()},
             "label_shift": None if self.label_shift is None else self.label_shift.to_dict(),
+            "accuracy_bound": None if self.bound is None else self.bound.to_dict(),
             "reference_accuracy": self.reference_accuracy,
             "deployment_gap": self.deployment_gap,
             "estimation_error": self.estimation_error,

@@ -467,7 +467,9 @@ class MonitorState:
             return frame.drop(columns=["features", "embedding"]).assign(
                 **{f: [] for f in FEATURE_NAMES}
             )
-        features = pd.DataFrame([json.loads(f) for f in frame.pop("features")], index=frame.index)
+        # One JSON document for all rows' feature objects: one parse, not one per row.
+        parsed = json.loads("[" + ",".join(frame.pop("features")) + "]")
+        features = pd.DataFrame.from_records(parsed, index=frame.index)
         embedding = pd.DataFrame(
             [read_embedding(e) for e in frame.pop("embedding")], index=frame.index
         )

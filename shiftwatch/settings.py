@@ -267,6 +267,13 @@ class MonitorSettings(BaseSettings):
     # error against live accuracy this many labeled ones): at 100 rows a binomial accuracy
     # has a standard error of at most 5 points.
     min_estimate_rows: int = Field(100, ge=10)
+    # The corrected estimate (monitoring/bounds.py) needs this many labeled window rows; from
+    # then on the exported lower bound is the corrected one.
+    min_correction_labels: int = Field(30, ge=2)
+    # Accuracy the team promises: exported as shiftwatch_accuracy_slo_ratio, and the alert
+    # ShiftwatchAccuracyBelowSLO fires while a model's lower bound stays below it. Unset: no
+    # series, no alert.
+    accuracy_slo: float | None = Field(None, gt=0, le=1)
     label_retention_seconds: float = Field(86400.0, gt=0)  # unlabeled predictions expire after this
     # ...or sooner, oldest first and counted, when the state outgrows these bounds. The bytes
     # are the database's pages in use; its write-ahead log adds at most ~8 MiB after each

@@ -127,6 +127,7 @@ def _sample(status: dict) -> dict:
     for name, window in status.get("models", {}).items():
         drift = window.get("drift") or {}
         embedding = drift.get("embedding") or {}
+        bound = window.get("accuracy_bound") or {}
         models[name] = {
             "rows": window["rows"],
             "drift_share": drift.get("drift_share"),
@@ -143,6 +144,15 @@ def _sample(status: dict) -> dict:
             "estimation_error": window.get("estimation_error"),
             "estimates": {k: v["estimate"] for k, v in window.get("estimates", {}).items()},
             "estimation_errors": {k: v["error"] for k, v in window.get("estimates", {}).items()},
+            # The lower bound (monitoring/bounds.py): what it rests on, the label-free one,
+            # and the corrected estimate once enough rows are labeled.
+            "accuracy_bound": bound.get("value"),
+            "bound_basis": bound.get("basis"),
+            "label_free_bound": bound.get("label_free"),
+            "corrected_accuracy": (bound.get("corrected") or {}).get("estimate"),
+            "bound_confidence_term": bound.get("confidence_term"),
+            "bound_peer_term": (bound.get("peer_term") or {}).get("value"),
+            "bound_peer": (bound.get("peer_term") or {}).get("peer"),
             "label_shift": (window.get("label_shift") or {}).get("detected"),
             "label_shift_distance": (window.get("label_shift") or {}).get("distance"),
         }

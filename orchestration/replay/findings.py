@@ -123,6 +123,29 @@ def findings(rows: list[dict]) -> list[dict]:
         }
     )
 
+    bounds = [
+        (
+            r["scenario"],
+            r["model"],
+            r["live_accuracy_after_onset"] - r["label_free_bound_after_onset"],
+        )
+        for r in rows
+        if _ok(r.get("label_free_bound_after_onset")) and _ok(r["live_accuracy_after_onset"])
+    ]
+    held = [b for b in bounds if b[2] >= 0]
+    out.append(
+        {
+            "claim": "The label-free lower bound holds: accuracy is at least what it says.",
+            "verdict": _verdict(len(held), len(bounds)),
+            "rule": "label-free bound ≤ live accuracy on the final window, per scenario and "
+            "model; the rule is fixed in advance (README, label-free accuracy)",
+            "numbers": f"{len(held)} of {len(bounds)} held; mean live − bound "
+            + (f"{100 * sum(b[2] for b in bounds) / len(bounds):.1f}" if bounds else "–")
+            + " points"
+            + "".join(f"; broken: {s}/{m} {100 * g:+.1f}" for s, m, g in bounds if g < 0),
+        }
+    )
+
     research = _by(rows, architecture="research", role="shadow")
     no_pe = _by(rows, architecture="no_pe", role="shadow")
     baseline_primary = {r["architecture"] for r in main.values()} == {"baseline"}

@@ -42,6 +42,9 @@ def summarize(timeline: dict) -> list[dict]:
                 "reference_accuracy": _nan(window["reference_accuracy"]),
                 "live_accuracy_after_onset": live,
                 "estimated_accuracy_after_onset": estimated,
+                "accuracy_bound_after_onset": _nan(window.get("accuracy_bound")),
+                "label_free_bound_after_onset": _nan(window.get("label_free_bound")),
+                "corrected_accuracy_after_onset": _nan(window.get("corrected_accuracy")),
                 # On the same rows: the headline estimate on the window's labeled rows.
                 "estimation_error": _nan(window.get("estimation_error")),
                 "headline_estimator": window.get("headline_estimator"),
@@ -92,6 +95,7 @@ COLUMNS = (
     ("live_accuracy_after_onset", "live acc after onset %", "live%", "pct"),
     ("estimated_accuracy_after_onset", "estimated acc %", "est%", "pct"),
     ("estimation_error", "estimation error (pts)", "err", "signed"),
+    ("label_free_bound_after_onset", "label-free lower bound %", "bound%", "pct"),
     ("events_to_first_alarm", "events onset → first drift alarm", "alarm", "str"),
     ("events_to_label_shift_alarm", "events onset → label-shift alarm", "lshift", "str"),
     ("false_alarms_in_domain", "false alarms (in-domain phase)", "false", "str"),
@@ -99,7 +103,8 @@ COLUMNS = (
 # What the short titles mean, printed under the terminal table.
 LEGEND = (
     "ref% reference accuracy, live% live accuracy after the onset, est% the headline label-free "
-    "estimate, err its error against live accuracy on the same labeled rows (points), alarm "
+    "estimate, err its error against live accuracy on the same labeled rows (points), bound% "
+    "the label-free lower bound on the window's accuracy, alarm "
     "events from the onset to the first dataset-drift alarm, lshift to the first label-shift "
     "alarm, false dataset-drift alarms in the in-domain phase"
 )

@@ -202,3 +202,60 @@ def test_label_shift_verdict_tells_label_shift_from_covariate_shift() -> None:
     control = labeled_lengths([1 / 3, 1 / 3, 1 / 3], 1000, seed=10)
     drift = compute_drift(reference, control, config)
     assert not label_shift_verdict(calibration, reference, control, drift, config).detected
+
+
+def test_label_shift_verdict_refuses_a_shift_that_moves_a_minority_of_columns() -> None:
+    """A new class mix plus a vocabulary shift: after reweighting the classes, one column of
+    five still drifts. Half the columns (the dataset-drift rule) would call it explained:
+    the verdict's rule asks every column."""
+    columns = {name: ColumnTest("ks", 0.05) for name in ("length", "a", "b", "c", "oov")}
+    config = DriftConfig(columns=columns)
+
+    def rows(priors, n, seed, oov):
+        out = labeled_lengths(priors, n, seed)
+        rng = np.random.default_rng(seed + 100)
+        for name in ("a", "b", "c"):
+            out[name] = rng.normal(0, 1, n)
+        out["oov"] = rng.normal(oov, 1, n)
+        return out
+
+    reference = rows([1 / 3, 1 / 3, 1 / 3], 3000, seed=11, oov=0.0)
+    calibration = Calibration.fit(reference, LABELS)
+    vocabulary = rows([0.7, 0.2, 0.1], 1000, seed=12, oov=1.0)
+    drift = compute_drift(reference, vocabulary, config)
+    assert not drift.dataset_drift  # 2 of 5 columns: length (the class mix) and oov
+    verdict = label_shift_verdict(calibration, reference, vocabulary, drift, config)
+    assert verdict.prediction_drift and not verdict.detected
+    assert verdict.input_drift_after_reweighting
+    pure = rows([0.7, 0.2, 0.1], 1000, seed=13, oov=0.0)
+    drift = compute_drift(reference, pure, config)
+    assert label_shift_verdict(calibration, reference, pure, drift, config).detected
+
+
+def test_label_shift_verdict_asks_the_embeddings_too() -> None:
+    """A new class mix where a third of the rows are unlike any reference row in the model's
+    embedding space but not in any tested column: not a label shift."""
+    config = DriftConfig(columns={"length": ColumnTest("ks", 0.05)})
+    dims = [f"embedding_{i}" for i in range(4)]
+
+    def rows(priors, n, seed, unlike=0.0):
+        out = labeled_lengths(priors, n, seed)
+        rng = np.random.default_rng(seed + 200)
+        true = out["label"].map({label: i for i, label in enumerate(LABELS)}).to_numpy()
+        vectors = rng.normal(0, 1, (n, 4)) + true[:, None]
+        vectors[: int(unlike * n), 0] += 3.0
+        out[dims] = vectors
+        return out
+
+    reference = rows([1 / 3, 1 / 3, 1 / 3], 3000, seed=21)
+    calibration = Calibration.fit(reference, LABELS)
+    for window, expected in (
+        (rows([0.7, 0.2, 0.1], 1000, seed=22, unlike=1 / 3), False),
+        (rows([0.7, 0.2, 0.1], 1000, seed=23), True),
+    ):
+        drift = compute_drift(reference, window, config, dims)
+        verdict = label_shift_verdict(calibration, reference, window, drift, config, dims)
+        assert verdict.prediction_drift and verdict.detected is expected
+        # The columns alone explain both.
+        alone = label_shift_verdict(calibration, reference, window, drift, config)
+        assert alone.detected
