@@ -29,30 +29,27 @@ def monitor(live_server: dict, tmp_path_factory: pytest.TempPathFactory):
         process.stop()
 
 
-def headline_on(live_server: dict, request_ids: list[str]) -> tuple[float, list[float]]:
+def headline_on(live_server: dict, request_ids: list[str]) -> tuple[float, list[float], np.ndarray]:
     """The primary's headline estimate and its interval on these requests, by the rule of
     monitoring.calibration: the share of rows whose negative entropy after temperature
     scaling is above the ATC threshold fitted on the bundle's reference (the interval: 5-95%
     of that share over the bootstrapped thresholds). The probabilities are the logged ones,
-    exactly what the monitor reads."""
+    exactly what the monitor reads. Also each request's ATC verdict, in `request_ids` order."""
     bundle, _ = live_server["store"]["baseline"]
     calibration = Calibration.fit(load_reference(bundle), bundle.meta.labels)
-    wanted = set(request_ids)
-    probabilities = np.array(
-        [
-            [event["probabilities"][label] for label in bundle.meta.labels]
-            for event in logged_events(live_server["events"])
-            if event["type"] == "prediction"
-            and event["model"] == PRIMARY
-            and event["request_id"] in wanted
-        ]
-    )
+    logged = {
+        event["request_id"]: [event["probabilities"][label] for label in bundle.meta.labels]
+        for event in logged_events(live_server["events"])
+        if event["type"] == "prediction" and event["model"] == PRIMARY
+    }
+    probabilities = np.array([logged[i] for i in request_ids])
     assert len(probabilities) == len(request_ids)
     scaled = estimators.scale(probabilities, calibration.temperature)
     score = (scaled * np.log(np.clip(scaled, 1e-12, 1.0))).sum(axis=1)
     estimate = float(np.mean(score > calibration.thresholds[HEADLINE]))
     shares = (score[None, :] > calibration.bootstrap_thresholds[HEADLINE][:, None]).mean(axis=1)
-    return estimate, np.quantile(shares, [0.05, 0.95]).tolist()
+    verdict = (score > calibration.thresholds[HEADLINE]).astype(float)
+    return estimate, np.quantile(shares, [0.05, 0.95]).tolist(), verdict
 
 
 def test_requests_and_feedback_show_up_in_status_metrics_and_report(
@@ -99,7 +96,7 @@ def test_requests_and_feedback_show_up_in_status_metrics_and_report(
     baseline = status["models"][PRIMARY]
     assert baseline["rows"] == 64 and baseline["live"]["labeled"] == 40
     assert baseline["live"]["accuracy"] == pytest.approx(expected)
-    expected_estimate, expected_interval = headline_on(live_server, ids)
+    expected_estimate, expected_interval, verdict = headline_on(live_server, ids)
     assert baseline["headline_estimator"] == HEADLINE == "atc_negative_entropy"
     assert baseline["estimated_accuracy"] == pytest.approx(expected_estimate)
     # Every estimator on all 64 rows and on the 40 labeled ones; the three tiny bundles share
@@ -117,6 +114,18 @@ def test_requests_and_feedback_show_up_in_status_metrics_and_report(
     assert headline["error"] == pytest.approx(headline["paired"] - expected)
     assert baseline["estimation_error"] == headline["error"]
     assert headline["interval"] == pytest.approx(expected_interval)
+    # 40 of 64 rows labeled (over the 30 the correction needs): the prediction-powered
+    # estimate, ATC's verdicts on the 24 unlabeled rows corrected by its mean error on the 40.
+    right = np.array([a == t for a, t in zip(answers, traffic["label"], strict=True)], float)
+    residual = right[:40] - verdict[:40]
+    corrected = (right[:40].sum() + verdict[40:].sum() + 24 * residual.mean()) / 64
+    bound = baseline["accuracy_bound"]
+    assert bound["basis"] == "labels"
+    assert bound["corrected"]["estimate"] == pytest.approx(corrected)
+    assert bound["corrected"]["labeled"] == 40 and bound["corrected"]["rows"] == 64
+    margin = 1.6448536269514722 * np.sqrt(24 / 64) * residual.std(ddof=1) / np.sqrt(40)
+    assert bound["value"] == pytest.approx(max(0.0, corrected - margin))
+    assert bound["label_free"] == min(bound["confidence_term"], bound["peer_term"]["value"])
     assert baseline["label_shift"] is not None and "priors" in baseline["label_shift"]
     assert baseline["drift"] is not None and "length" in baseline["drift"]["columns"]
     assert set(status["models"]) == set(TINY_NAMES.values())
@@ -162,6 +171,14 @@ def test_requests_and_feedback_show_up_in_status_metrics_and_report(
     detected = float(baseline["label_shift"]["detected"])
     assert samples[f"shiftwatch_label_shift_detected{at}"] == detected
     assert samples[f"shiftwatch_window_predictions{at}"] == 64
+    assert samples[f"shiftwatch_accuracy_lower_bound_ratio{at}"] == pytest.approx(bound["value"])
+    assert samples[f"shiftwatch_corrected_accuracy_ratio{at}"] == pytest.approx(corrected)
+    assert samples[f"shiftwatch_label_free_lower_bound_ratio{at}"] == pytest.approx(
+        bound["label_free"]
+    )
+    basis = f'{{basis="labels",model="{PRIMARY}"}}'
+    assert samples[f"shiftwatch_accuracy_bound_basis_info{basis}"] == 1.0
+    assert "shiftwatch_accuracy_slo_ratio" not in metrics  # no SLO set: no series, no alert
 
     report = httpx.get(monitor + "/report", params={"model": PRIMARY})
     assert report.status_code == 200 and report.headers["content-type"].startswith("text/html")
