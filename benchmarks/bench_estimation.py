@@ -188,7 +188,18 @@ def main() -> None:
     parser.add_argument("--docstrings", type=Path, default=Path("artifacts/data/docstrings"))
     parser.add_argument("--work", type=Path, default=Path("artifacts/bench-estimation"))
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
+    parser.add_argument(
+        "--render-only",
+        action="store_true",
+        help="write the section again from the last run's records.json in --work",
+    )
     args = parser.parse_args()
+    if args.render_only:
+        saved = json.loads((args.work / "records.json").read_text())
+        section = estimation.render(saved["records"], saved["seconds"], saved["machine"])
+        write_section(args.out, "bench_estimation", section)
+        print(section)
+        return
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     docstrings = args.docstrings if (args.docstrings / "manifest.json").exists() else None
     prepare(args.models, args.runs, docstrings)

@@ -76,7 +76,7 @@ def _errors(values: list[float | None]) -> tuple[float, float, float, int]:
 def render(records: list[dict], seconds: float, machine: str) -> str:
     """This benchmark's section of docs/benchmarks.md, from its saved records (records.json)."""
     headline = records[0]["headline"]
-    runs = sorted({(r["coverage"], r["delay"], r["seed"]) for r in records}, reverse=True)
+    runs = sorted({(r["coverage"], r["delay"], r["seed"]) for r in records}, key=_run_order)
     pairs = sorted({(r["dataset"], r["scenario"], r["model"]) for r in records})
     datasets = sorted({r["dataset"] for r in records})
     windows = bound_windows(records)
@@ -160,6 +160,11 @@ def render(records: list[dict], seconds: float, machine: str) -> str:
     return "\n".join(lines)
 
 
+def _run_order(run: tuple[float, float, int]) -> tuple:
+    coverage, delay, seed = run
+    return -coverage, delay, seed
+
+
 def _by_pair_seed(errors: list[tuple[dict, float]]) -> dict[tuple, float]:
     return {(r["dataset"], r["scenario"], r["model"], r["seed"]): e for r, e in errors}
 
@@ -195,7 +200,7 @@ def _corrected_section(records: list[dict]) -> list[str]:
             if r["settled"]["bound_basis"] == "labels"
         ]
         held = sum(b <= t for b, t in lower)
-        labeled = np.mean([r["settled"]["labeled"] for r, _ in errors]) if errors else np.nan
+        labeled = np.mean([r["settled"]["labeled"] for r in records if r["coverage"] == coverage])
         label_free = [
             r["truth"] - r["settled"]["label_free_bound"]
             for r, _ in errors
