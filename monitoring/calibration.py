@@ -248,18 +248,12 @@ def peer_disagreements(
     }
     result: dict[str, dict[str, tuple[float, int, float, int]]] = {name: {} for name in frames}
     for a, b in est.pairs(list(frames)):
-        on_reference = _disagreement(reference_predictions[a], reference_predictions[b])
-        on_window = _disagreement(answers[a], answers[b])
+        on_reference = est.disagreement(reference_predictions[a], reference_predictions[b])
+        on_window = est.disagreement(answers[a], answers[b])
         if min(on_reference[1], on_window[1]) >= minimum:
             result[a][b] = (*on_reference, *on_window)
             result[b][a] = (*on_reference, *on_window)
     return result
-
-
-def _disagreement(a: dict, b: dict) -> tuple[float, int]:
-    shared = a.keys() & b.keys()
-    rate = sum(a[k] != b[k] for k in shared) / len(shared) if shared else 0.0
-    return rate, len(shared)
 
 
 def agreement_estimates(

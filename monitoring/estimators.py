@@ -115,13 +115,18 @@ def agreement(
     return {m: float(np.clip(reference_accuracy[m] - error_rise[index[m]], 0, 1)) for m in models}
 
 
-def disagreement_rate(a: dict, b: dict, min_rows: int) -> float | None:
-    """Share of keys both mappings hold on which their predicted labels differ; None under
-    `min_rows` shared keys."""
+def disagreement(a: dict, b: dict) -> tuple[float, int]:
+    """Share of keys both mappings hold on which their predicted labels differ (0 when none),
+    and how many keys they share."""
     shared = a.keys() & b.keys()
-    if len(shared) < min_rows:
-        return None
-    return sum(a[k] != b[k] for k in shared) / len(shared)
+    rate = sum(a[k] != b[k] for k in shared) / len(shared) if shared else 0.0
+    return rate, len(shared)
+
+
+def disagreement_rate(a: dict, b: dict, min_rows: int) -> float | None:
+    """`disagreement`'s share; None under `min_rows` shared keys."""
+    rate, shared = disagreement(a, b)
+    return None if shared < min_rows else rate
 
 
 def pairs(models: list[str]) -> list[tuple[str, str]]:
