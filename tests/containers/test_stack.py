@@ -88,7 +88,11 @@ def test_prometheus_scrapes_both_targets_and_loads_the_alert_rules(stack: Stack)
     def targets_up():
         query = httpx.get(PROMETHEUS + "/api/v1/query", params={"query": "up"}).json()
         up = {r["metric"]["job"]: r["value"][1] for r in query["data"]["result"]}
-        return up if up == {"shiftwatch-service": "1", "shiftwatch-monitor": "1"} else None
+        if up != {"shiftwatch-service": "1", "shiftwatch-monitor": "1"}:  # named on timeout
+            targets = httpx.get(PROMETHEUS + "/api/v1/targets").json()["data"]["activeTargets"]
+            why = {t["labels"]["job"]: (t["health"], t["lastError"]) for t in targets}
+            raise RuntimeError(f"up: {up}; targets: {why}")
+        return up
 
     wait_until(targets_up, 90, "both targets up")
     groups = httpx.get(PROMETHEUS + "/api/v1/rules").json()["data"]["groups"]
