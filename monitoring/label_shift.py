@@ -14,7 +14,9 @@ vocabulary alone (two of seven columns) pass as explained, and a ramp whose shif
 were still a minority of the window moved too few columns to count. The embeddings' mean
 sees a minority of unlike rows that no single column does. With k tests asked, the K-S
 tests run at 0.05 / k and the embedding test at its 1 − 0.05 / k bootstrap quantile
-(Bonferroni), so a true label shift is refused for a false alarm at most 5% of the time.
+(Bonferroni), so the p-value tests together refuse a true label shift for a false alarm at
+most 5% of the time; the distance-threshold columns (PSI, Jensen-Shannon) keep their
+thresholds, which have no false-alarm rate to divide.
 
 What the verdict assumes: each class's inputs look as they did in the reference (the
 definition of label shift), the reference confusion matrix still holds (BBSE), and the
